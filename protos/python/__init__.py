@@ -1,0 +1,1 @@
+"""Generated gRPC stubs of the lanai protos (see protos/lanai)."""
