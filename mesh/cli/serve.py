@@ -1,0 +1,91 @@
+"""`lanai node` and `lanai up`: run a node until SIGTERM/SIGINT, then drain."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+from lanai.mesh.node import KNOWN_SERVICES, Node, NodeConfig
+from lanai.services import models
+from lanai.services.errors import LanaiError
+from lanai.services.speech.config import SpeechConfig
+
+
+def add_parsers(commands: Any) -> None:
+    node = commands.add_parser("node", help="run a node hosting services on this machine",
+                               description="Run a node: the services named, health, reflection, "
+                                           "Node/Describe + WatchLoad and Prometheus /metrics.")
+    _node_flags(node, host="0.0.0.0")
+    node.set_defaults(run=run_node)
+    up = commands.add_parser("up", help="run everything on this machine with the embedded default models",
+                             description="One-machine lanai: prepares the embedded default models and serves "
+                                         "them on localhost (a node today; the mesh router joins it later).")
+    _node_flags(up, host="127.0.0.1")
+    up.set_defaults(run=run_node)
+
+
+def _node_flags(p: argparse.ArgumentParser, host: str) -> None:
+    cores = os.cpu_count() or 1
+    p.add_argument("--services", default="speech", help=f"comma-separated, from: {', '.join(KNOWN_SERVICES)}")
+    p.add_argument("--host", default=host, help=f"address to listen on (default {host})")
+    p.add_argument("--port", type=int, default=50051, help="gRPC port; 0 picks a free one (default 50051)")
+    p.add_argument("--metrics-host", default=host, help=f"address of /metrics (default {host})")
+    p.add_argument("--metrics-port", type=int, default=9464, help="Prometheus port; 0 picks one, -1 disables")
+    p.add_argument("--node-id", default="", help="override the id stored in LANAI_HOME")
+    p.add_argument("--home", type=Path, default=None, help="model cache and node id (default $LANAI_HOME "
+                                                             "or ~/.cache/lanai)")
+    p.add_argument("--speech-models", default="base",
+                   help="embedded model names or model directories, comma-separated; the first is the default")
+    p.add_argument("--speech-slots", type=int, default=max(1, cores // 4),
+                   help="transcriptions at once (default: a quarter of the cores, at least 1)")
+    p.add_argument("--speech-queue", type=int, default=8, help="requests that may wait for a slot (default 8)")
+    p.add_argument("--speech-streams", type=int, default=16, help="open streaming sessions allowed (default 16)")
+    p.add_argument("--speech-threads", type=int, default=0, help="CPU threads per slot (default: cores / slots)")
+    p.add_argument("--speech-device", default="cpu", help="cpu, cuda or auto (default cpu)")
+    p.add_argument("--speech-compute-type", default="int8", help="CTranslate2 compute type (default int8)")
+    p.add_argument("--max-audio-s", type=float, default=3 * 3600, help="longest audio per request (default 3 h)")
+    p.add_argument("--max-message-mb", type=int, default=64, help="largest request message (default 64 MiB)")
+    p.add_argument("--grace", type=float, default=30.0, help="seconds in-flight work may take on shutdown")
+
+
+def config_from_args(args: argparse.Namespace) -> NodeConfig:
+    speech = SpeechConfig(
+        models=tuple(m.strip() for m in args.speech_models.split(",") if m.strip()),
+        slots=args.speech_slots, max_queue=args.speech_queue, max_streams=args.speech_streams,
+        cpu_threads=args.speech_threads, device=args.speech_device, compute_type=args.speech_compute_type,
+        max_audio_s=args.max_audio_s)
+    return NodeConfig(
+        home=args.home or models.default_home(), services=tuple(s.strip() for s in args.services.split(",") if s),
+        host=args.host, port=args.port, metrics_host=args.metrics_host,
+        metrics_port=None if args.metrics_port < 0 else args.metrics_port, node_id=args.node_id,
+        max_message_bytes=args.max_message_mb * 1024 * 1024, grace_s=args.grace, speech=speech)
+
+
+def run_node(args: argparse.Namespace) -> int:
+    try:
+        return asyncio.run(_serve(config_from_args(args), announce=args.command == "up"))
+    except (LanaiError, ValueError, OSError) as exc:
+        print(f"lanai {args.command}: {exc}", file=sys.stderr)
+        return 2
+
+
+async def _serve(config: NodeConfig, announce: bool) -> int:
+    node = await Node.start(config)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    address = f"{'localhost' if config.host in ('127.0.0.1', '::1') else config.host}:{node.port}"
+    # Machine-readable line for scripts and tests; a person reads the log above it.
+    print(f"lanai: node {node.node_id} ready on {address} metrics_port={node.metrics_port}", flush=True)
+    if announce:
+        print(f"  try:  lanai transcribe some.wav --to {address}\n"
+              f"        grpcurl -plaintext {address} list\n  stop: Ctrl-C", flush=True)
+    await stop.wait()
+    await node.stop()
+    return 0

@@ -1,0 +1,103 @@
+"""The one table from domain errors to gRPC status codes, and the interceptor that applies
+it and counts every lanai RPC."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import grpc
+
+from lanai.mesh import metrics
+from lanai.services.errors import (DeadlineExceeded, InvalidInput, LanaiError, ModelNotFound, ModelNotPrepared,
+                                   Overloaded, Unavailable)
+
+log = logging.getLogger(__name__)
+
+STATUS: dict[type[LanaiError], grpc.StatusCode] = {
+    InvalidInput: grpc.StatusCode.INVALID_ARGUMENT,
+    ModelNotFound: grpc.StatusCode.NOT_FOUND,
+    ModelNotPrepared: grpc.StatusCode.FAILED_PRECONDITION,
+    Overloaded: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    Unavailable: grpc.StatusCode.UNAVAILABLE,
+    DeadlineExceeded: grpc.StatusCode.DEADLINE_EXCEEDED,
+}
+
+
+def status_for(error: BaseException) -> tuple[grpc.StatusCode, str]:
+    """The code and client-facing message for an error (unknown ones hide their details)."""
+    for kind in type(error).__mro__:
+        if kind in STATUS:
+            return STATUS[kind], str(error)
+    return grpc.StatusCode.INTERNAL, "internal error on the node; its log has the details (look for this request)"
+
+
+class LanaiInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
+    """Wraps every `/lanai.*` handler: domain errors become statuses, every call is counted and timed."""
+
+    def __init__(self, node_id: str) -> None:
+        self._node_id = node_id
+
+    async def intercept_service(self, continuation: Callable[[Any], Awaitable[Any]], details: Any) -> Any:
+        handler = await continuation(details)
+        if handler is None or not details.method.startswith("/lanai."):
+            return handler
+        full_service, method = details.method[1:].split("/", 1)
+        labels = (full_service.split(".")[1], method)  # /lanai.<service>.v1.<Name>/<Method>
+        if handler.request_streaming and handler.response_streaming:
+            inner, make = handler.stream_stream, grpc.stream_stream_rpc_method_handler
+        elif handler.request_streaming:
+            inner, make = handler.stream_unary, grpc.stream_unary_rpc_method_handler
+        elif handler.response_streaming:
+            inner, make = handler.unary_stream, grpc.unary_stream_rpc_method_handler
+        else:
+            inner, make = handler.unary_unary, grpc.unary_unary_rpc_method_handler
+
+        async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            started, code = time.perf_counter(), grpc.StatusCode.OK
+            try:
+                return await inner(request, context)
+            except BaseException as error:
+                code, message = self._outcome(error, context, labels)
+                if message is not None:
+                    await context.abort(code, message)  # raises AbortError, which ends the RPC
+                raise
+            finally:
+                self._record(labels, code, started)
+
+        async def streaming(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+            started, code = time.perf_counter(), grpc.StatusCode.OK
+            try:
+                async for response in inner(request, context):
+                    yield response
+            except BaseException as error:
+                code, message = self._outcome(error, context, labels)
+                if message is not None:
+                    await context.abort(code, message)  # raises AbortError, which ends the RPC
+                raise
+            finally:
+                self._record(labels, code, started)
+
+        return make(streaming if handler.response_streaming else unary,
+                    request_deserializer=handler.request_deserializer,
+                    response_serializer=handler.response_serializer)
+
+    def _outcome(self, error: BaseException, context: grpc.aio.ServicerContext,
+                 labels: tuple[str, str]) -> tuple[grpc.StatusCode, str | None]:
+        """The status an error ends the RPC with, and the message to abort with (None: already ended)."""
+        if isinstance(error, grpc.aio.AbortError):
+            return context.code() or grpc.StatusCode.UNKNOWN, None
+        if not isinstance(error, Exception):
+            return grpc.StatusCode.CANCELLED, None  # CancelledError/GeneratorExit: the client went away
+        code, message = status_for(error)
+        if code is grpc.StatusCode.INTERNAL:
+            log.error("node %s: %s/%s failed", self._node_id, *labels, exc_info=error)
+        else:
+            log.info("node %s: %s/%s -> %s: %s", self._node_id, *labels, code.name, message)
+        return code, message
+
+    def _record(self, labels: tuple[str, str], code: grpc.StatusCode, started: float) -> None:
+        metrics.REQUESTS.labels(*labels, self._node_id, code.name).inc()
+        metrics.REQUEST_SECONDS.labels(*labels).observe(time.perf_counter() - started)

@@ -1,0 +1,32 @@
+"""Domain errors of lanai. Each maps to one gRPC status code in lanai.mesh.status."""
+
+from __future__ import annotations
+
+
+class LanaiError(Exception):
+    """Base of every error lanai reports to a caller. The message says what was
+    wrong and what to do about it; it is sent to the client as is."""
+
+
+class InvalidInput(LanaiError):
+    """The request itself is wrong (bad audio, bad option, bad stream order)."""
+
+
+class ModelNotFound(LanaiError):
+    """The request names a model this node does not serve."""
+
+
+class ModelNotPrepared(LanaiError):
+    """A model is known but its files are not prepared in the model cache."""
+
+
+class Overloaded(LanaiError):
+    """Every slot is busy and the queue is full: try again later or elsewhere."""
+
+
+class Unavailable(LanaiError):
+    """The service cannot take work now (draining, not loaded, unreachable)."""
+
+
+class DeadlineExceeded(LanaiError):
+    """The caller's deadline passed before the work could finish."""
