@@ -1,0 +1,3 @@
+from lanai.mesh.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Set up lanai on a Debian/Ubuntu machine, idempotently: system packages, a virtualenv
+# (.venv, or $LANAI_VENV) with lanai and its embedded models, and the models prepared
+# in the cache ($LANAI_HOME, default ~/.cache/lanai).
+#   scripts/setup.sh          what serving needs
+#   scripts/setup.sh --dev    plus what the tests and the stub generator need
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+dev=0
+[[ "${1:-}" == "--dev" ]] && dev=1
+
+apt_packages=()
+if [[ $dev == 1 ]]; then
+  # espeak-ng speaks the test audio, sox converts it, iproute2 makes test hosts (network namespaces).
+  for pkg in espeak-ng sox iproute2; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || apt_packages+=("$pkg")
+  done
+fi
+if (( ${#apt_packages[@]} )); then
+  sudo=""; [[ $(id -u) == 0 ]] || sudo="sudo"
+  echo "setup: installing Debian packages: ${apt_packages[*]}"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${apt_packages[@]}" >/dev/null
+fi
+
+python=${PYTHON:-python3}
+if ! "$python" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
+  echo "setup: lanai needs Python 3.11 or newer; $("$python" --version 2>&1) found (set PYTHON=...)" >&2
+  exit 1
+fi
+venv=${LANAI_VENV:-.venv}
+[[ -x "$venv/bin/python" ]] || "$python" -m venv "$venv"
+extras="models"; [[ $dev == 1 ]] && extras="models,dev"
+echo "setup: installing lanai[$extras] into $venv"
+"$venv/bin/python" -m pip install -q --disable-pip-version-check -e ".[$extras]"
+"$venv/bin/lanai" --log-level WARNING models prepare
