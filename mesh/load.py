@@ -91,12 +91,15 @@ class LoadBoard:
                         {s: dict(m) for s, m in self._throughput.items()}, self.draining)
 
     async def watch(self, heartbeat_s: float) -> AsyncIterator[Snapshot]:
-        """A snapshot now, then one after every change (coalesced) or heartbeat."""
+        """A snapshot now, then one after every change (coalesced) or heartbeat. Ends after
+        the first draining snapshot, so watchers learn of a shutdown and do not hold it up."""
         seen = -1
         while True:
             if seen != self._version:
                 seen = self._version
                 yield self.snapshot()
+                if self.draining:
+                    return
                 await asyncio.sleep(COALESCE_S)
                 continue
             if self._changed is None or self._changed.done():

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 
+from typing import Any
+
 import grpc
 
 from lanai.api.mesh.v1 import mesh_pb2, mesh_pb2_grpc
@@ -25,7 +27,7 @@ class NodeServicer(mesh_pb2_grpc.NodeServicer):
         self._metrics_port = metrics_port
 
     async def Describe(self, request: mesh_pb2.DescribeRequest,
-                       context: grpc.aio.ServicerContext) -> mesh_pb2.DescribeResponse:
+                       context: grpc.aio.ServicerContext[Any, Any]) -> mesh_pb2.DescribeResponse:
         hw = self._hardware
         return mesh_pb2.DescribeResponse(
             node_id=self._board.node_id, version=__version__, api_version=API_VERSION,
@@ -42,7 +44,7 @@ class NodeServicer(mesh_pb2_grpc.NodeServicer):
             metrics_port=self._metrics_port, draining=self._board.draining)
 
     async def WatchLoad(self, request: mesh_pb2.WatchLoadRequest,
-                        context: grpc.aio.ServicerContext) -> AsyncIterator[mesh_pb2.LoadReport]:
+                        context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[mesh_pb2.LoadReport]:
         heartbeat_ms = request.heartbeat_ms or DEFAULT_HEARTBEAT_MS
         if not 50 <= heartbeat_ms <= 60000:
             raise InvalidInput(f"heartbeat_ms {heartbeat_ms} is out of range; use 50 to 60000 (0 for 1000)")

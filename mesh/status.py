@@ -34,7 +34,7 @@ def status_for(error: BaseException) -> tuple[grpc.StatusCode, str]:
     return grpc.StatusCode.INTERNAL, "internal error on the node; its log has the details (look for this request)"
 
 
-class LanaiInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
+class LanaiInterceptor(grpc.aio.ServerInterceptor):
     """Wraps every `/lanai.*` handler: domain errors become statuses, every call is counted and timed."""
 
     def __init__(self, node_id: str) -> None:
@@ -55,7 +55,7 @@ class LanaiInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         else:
             inner, make = handler.unary_unary, grpc.unary_unary_rpc_method_handler
 
-        async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        async def unary(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
             started, code = time.perf_counter(), grpc.StatusCode.OK
             try:
                 return await inner(request, context)
@@ -67,7 +67,7 @@ class LanaiInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             finally:
                 self._record(labels, code, started)
 
-        async def streaming(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+        async def streaming(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
             started, code = time.perf_counter(), grpc.StatusCode.OK
             try:
                 async for response in inner(request, context):
@@ -84,7 +84,7 @@ class LanaiInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                     request_deserializer=handler.request_deserializer,
                     response_serializer=handler.response_serializer)
 
-    def _outcome(self, error: BaseException, context: grpc.aio.ServicerContext,
+    def _outcome(self, error: BaseException, context: grpc.aio.ServicerContext[Any, Any],
                  labels: tuple[str, str]) -> tuple[grpc.StatusCode, str | None]:
         """The status an error ends the RPC with, and the message to abort with (None: already ended)."""
         if isinstance(error, grpc.aio.AbortError):

@@ -5,7 +5,7 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh --dev
 venv=${LANAI_VENV:-.venv}
 "$venv/bin/python" scripts/gen_protos.py --check
-"$venv/bin/python" -m mypy
+"$venv/bin/python" scripts/typecheck.py
 set +e
 "$venv/bin/python" -m pytest "$@"
 rc=$?

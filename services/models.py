@@ -126,7 +126,7 @@ def prepared(home: Path, model: EmbeddedModel) -> bool:
         manifest = json.loads((model_dir(home, model.name) / MANIFEST).read_text())
     except (OSError, ValueError):
         return False
-    return manifest.get("files") == {f.name: f.sha256 for f in model.files}
+    return bool(manifest.get("files") == {f.name: f.sha256 for f in model.files})
 
 
 def prepare(home: Path, model: EmbeddedModel, progress: Callable[[str], None] = log.info) -> Path:

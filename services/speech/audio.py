@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import struct
 from dataclasses import dataclass
+from typing import Any
 
 import av
 import numpy as np
@@ -17,7 +18,7 @@ SAMPLE_RATE = 16000
 
 Samples = npt.NDArray[np.float32]
 
-_INT_DTYPES = {1: np.dtype(np.uint8), 2: np.dtype("<i2"), 4: np.dtype("<i4")}
+_INT_DTYPES: dict[int, np.dtype[Any]] = {1: np.dtype(np.uint8), 2: np.dtype("<i2"), 4: np.dtype("<i4")}
 
 
 @dataclass(frozen=True)
@@ -74,7 +75,7 @@ def decode_encoded(data: bytes, max_seconds: float) -> Samples:
         raise InvalidInput("the audio is empty: send the bytes of an audio file, or raw PCM with its format")
     _check_riff(data)
     try:
-        container = av.open(io.BytesIO(data), metadata_errors="ignore")
+        container = av.open(io.BytesIO(data), mode="r", metadata_errors="ignore")
     except (av.FFmpegError, ValueError) as exc:
         raise InvalidInput("the audio could not be read: it is not a file format FFmpeg decodes "
                            f"({exc.__class__.__name__}); send WAV, FLAC, MP3, OGG or M4A, "
@@ -92,10 +93,10 @@ def decode_encoded(data: bytes, max_seconds: float) -> Samples:
         try:
             for frame in container.decode(stream):
                 for out in resampler.resample(frame):
-                    chunks.append(out.to_ndarray().reshape(-1))
+                    chunks.append(_floats(out))
                     decoded += out.samples
                 _check_length(decoded / SAMPLE_RATE, max_seconds)
-            chunks.extend(out.to_ndarray().reshape(-1) for out in resampler.resample(None))
+            chunks.extend(_floats(out) for out in resampler.resample(None))
         except av.FFmpegError as exc:
             raise InvalidInput(f"the audio is corrupt or truncated after {decoded / SAMPLE_RATE:.2f} s "
                                f"({exc.__class__.__name__}); send the complete file") from None
@@ -181,7 +182,12 @@ def _resample(samples: Samples, rate: int, final: bool, resampler: av.AudioResam
     if samples.size:
         frame = av.AudioFrame.from_ndarray(samples.reshape(1, -1), format="flt", layout="mono")
         frame.sample_rate = rate
-        out.extend(f.to_ndarray().reshape(-1) for f in resampler.resample(frame))
+        out.extend(_floats(f) for f in resampler.resample(frame))
     if final:
-        out.extend(f.to_ndarray().reshape(-1) for f in resampler.resample(None))
+        out.extend(_floats(f) for f in resampler.resample(None))
     return np.concatenate(out).astype(np.float32, copy=False) if out else np.zeros(0, np.float32)
+
+
+def _floats(frame: av.AudioFrame) -> Samples:
+    """A resampled mono float frame as a flat float32 array."""
+    return np.asarray(frame.to_ndarray(), dtype=np.float32).reshape(-1)

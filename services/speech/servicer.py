@@ -60,7 +60,7 @@ class SpeechServicer(speech_pb2_grpc.SpeechServicer):
         self._node_id = service.board.node_id
 
     async def Transcribe(self, request: speech_pb2.TranscribeRequest,
-                         context: grpc.aio.ServicerContext) -> speech_pb2.TranscribeResponse:
+                         context: grpc.aio.ServicerContext[Any, Any]) -> speech_pb2.TranscribeResponse:
         options = self._engine.resolve(convert.options(request.options))
         decode = self._decoder(request.audio)
 
@@ -73,7 +73,7 @@ class SpeechServicer(speech_pb2_grpc.SpeechServicer):
         return convert.transcribe_response(transcript, convert.served_by(self._node_id, options.model, timing))
 
     async def StreamTranscribe(self, request_iterator: AsyncIterator[speech_pb2.StreamTranscribeRequest],
-                               context: grpc.aio.ServicerContext
+                               context: grpc.aio.ServicerContext[Any, Any]
                                ) -> AsyncIterator[speech_pb2.StreamTranscribeResponse]:
         first = await anext(aiter(request_iterator), None)
         if first is None:
