@@ -63,6 +63,8 @@ RATIO_TARGET = 1.05
 RATIO_TARGET_CLIP = "10s"
 STREAM_TARGET_S = 1.0
 CHUNK_S = 0.1
+EOU_SILENCE_MS = 500
+"""The node's default end-of-utterance silence, sent explicitly."""
 BEAM_SIZE = 5
 CPU_THREADS = 2
 NODE_START_TIMEOUT_S = 180.0
@@ -377,6 +379,9 @@ class UtteranceLatency:
     """Final result, after the moment speech ended in real time (adds <= one chunk of buffering)."""
     final_queue_ms: float | None
     final_compute_ms: float | None
+    silence_partial_ms: float
+    """Compute of partials begun after the final's audio ended (in the trailing silence): the
+    session awaits them before it reads the chunk that ends the utterance."""
     final_before_half_close: bool
 
 
@@ -421,7 +426,7 @@ class PacedSender:
 async def measure_stream(stub: speech_pb2_grpc.SpeechStub, clip: StreamClip, model: str, node: str) -> StreamRun:
     config = speech_pb2.StreamConfig(
         format=speech_pb2.PcmFormat(sample_rate_hz=SAMPLE_RATE, sample_width_bytes=2, channels=1),
-        options=speech_pb2.TranscriptionOptions(model=model))
+        options=speech_pb2.TranscriptionOptions(model=model), end_of_utterance_silence_ms=EOU_SILENCE_MS)
     sender = PacedSender(clip.pcm, config)
     events: list[StreamEvent] = []
     call = stub.StreamTranscribe(sender.requests(), timeout=clip.duration_s + 120)
@@ -433,7 +438,7 @@ async def measure_stream(stub: speech_pb2_grpc.SpeechStub, clip: StreamClip, mod
                   for i, (span, text) in enumerate(zip(clip.spans, clip.texts))]
     latencies = [u.final_after_last_speech_chunk_s for u in utterances]
     passed = None if None in latencies else max(x for x in latencies if x is not None) <= STREAM_TARGET_S
-    return StreamRun(node, clip.duration_s, CHUNK_S, 500, utterances, events, sender.closed, passed=passed)
+    return StreamRun(node, clip.duration_s, CHUNK_S, EOU_SILENCE_MS, utterances, events, sender.closed, passed=passed)
 
 
 def _utterance_latency(index: int, span: tuple[int, int], expected: str, events: list[StreamEvent],
@@ -454,6 +459,7 @@ def _utterance_latency(index: int, span: tuple[int, int], expected: str, events:
         last.arrived_s - sender.sent_with(end - 1) if last else None,
         last.arrived_s - end / SAMPLE_RATE if last else None,
         last.queue_ms if last else None, last.compute_ms if last else None,
+        sum(p.compute_ms for p in partials if last and p.end_s > last.end_s and p.arrived_s < last.arrived_s),
         bool(last and last.arrived_s < sender.closed))
 
 
@@ -532,20 +538,27 @@ def ratio_table(results: Sequence[RatioResult]) -> str:
     rows = [[r.clip, f"{r.audio_s:.1f}", len(r.service_s),
              f"{statistics.median(r.service_s):.3f}", f"{_p90(r.service_s):.3f}",
              f"{statistics.median(r.in_process_s):.3f}", f"{_p90(r.in_process_s):.3f}",
-             f"{statistics.median(r.server_compute_s):.3f}", f"{r.ratio:.3f}",
+             f"{statistics.median(r.server_compute_s):.3f}", f"{_overhead_ms(r):.1f}", f"{r.ratio:.3f}",
              _opt(r.target, "<= {:.2f}"), _verdict(r.passed), "yes" if r.service_text == r.in_process_text else "NO"]
             for r in results]
     return table(["clip", "audio s", "runs", "service median s", "service p90 s", "in-process median s",
-                  "in-process p90 s", "node compute median s", "ratio", "target", "verdict", "same text"], rows)
+                  "in-process p90 s", "node compute median s", "node overhead ms", "ratio", "target", "verdict", "same text"], rows)
+
+
+def _overhead_ms(r: RatioResult) -> float:
+    """Median of (client wall time - node compute) over the service runs: gRPC, protobuf,
+    admission and the event loops; the rest of any difference is the decode itself."""
+    return 1000 * statistics.median(s - c for s, c in zip(r.service_s, r.server_compute_s))
 
 
 def stream_table(run: StreamRun) -> str:
     rows = [[u.index, f"{u.speech_end_s - u.speech_start_s:.2f}", _opt(u.first_partial_after_onset_s),
              _opt(u.final_after_last_speech_chunk_s), _opt(u.final_after_speech_end_s),
-             _opt(u.final_queue_ms, "{:.0f}"), _opt(u.final_compute_ms, "{:.0f}"), u.finals,
+             _opt(u.final_queue_ms, "{:.0f}"), _opt(u.final_compute_ms, "{:.0f}"), f"{u.silence_partial_ms:.0f}",
+             u.finals,
              _short(u.final_text or "(none)", 48)] for u in run.utterances]
     return table(["utt", "speech s", "first partial s", "final after last chunk s", "final after speech end s",
-                  "final queue ms", "final compute ms", "finals", "final text"], rows)
+                  "final queue ms", "final compute ms", "silence partial ms", "finals", "final text"], rows)
 
 
 def stream_summary(run: StreamRun) -> str:
@@ -614,7 +627,7 @@ def plan_from(args: argparse.Namespace) -> Plan:
         return Plan(args.model, args.repeat or 2, (("3s", 3.0), ("10s", 10.0)), STREAM_SENTENCES[:2],
                     (one_by_two,), "10s", args.throughput_seconds or 6.0, (1, 2, 4), (one_by_two, two_by_one))
     return Plan(args.model, args.repeat or 5, (("3s", 3.0), ("10s", 10.0), ("30s", 30.0)), STREAM_SENTENCES,
-                (one_by_two, two_by_one), "10s", args.throughput_seconds or 12.0, (1, 2, 4),
+                (one_by_two, two_by_one), "10s", args.throughput_seconds or 15.0, (1, 2, 4),
                 (one_by_two, two_by_one))
 
 
@@ -698,13 +711,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--model", default="tiny.en", help="speech model name or directory (default tiny.en)")
     p.add_argument("--repeat", type=int, default=0, help="timed runs per side and clip (default 5; --quick 2)")
     p.add_argument("--throughput-seconds", type=float, default=0.0,
-                   help="seconds per concurrency level (default 12; --quick 6)")
+                   help="seconds per concurrency level (default 15; --quick 6)")
     p.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results" / "speech.json",
                    help="JSON file for the raw numbers (default bench/results/speech.json)")
     p.add_argument("--quick", action="store_true", help="fewer clips, runs and seconds: a smoke test")
     args = p.parse_args(argv)
     if args.repeat < 0 or args.throughput_seconds < 0:
-        p.error("--repeat and --throughput-seconds must be positive")
+        p.error("--repeat and --throughput-seconds must not be negative (0: the default)")
     home = model_cache.default_home()
     try:
         asyncio.run(run(plan_from(args), home, args.out))
