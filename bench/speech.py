@@ -272,9 +272,10 @@ def _channel(address: str) -> grpc.aio.Channel:
                                                       ("grpc.max_send_message_length", 64 << 20)])
 
 
-def _transcribe_request(clip: Clip, model: str) -> speech_pb2.TranscribeRequest:
+def _transcribe_request(clip: Clip) -> speech_pb2.TranscribeRequest:
+    """The node serves one model, its default: the request names none."""
     return speech_pb2.TranscribeRequest(audio=speech_pb2.Audio(encoded=clip.wav),
-                                        options=speech_pb2.TranscriptionOptions(model=model, beam_size=BEAM_SIZE))
+                                        options=speech_pb2.TranscriptionOptions(beam_size=BEAM_SIZE))
 
 
 # ---------------------------------------------------------------- 1. overhead
@@ -312,9 +313,9 @@ class InProcess:
         return "".join(s.text for s in segments).strip()  # the generator does the decoding
 
 
-async def measure_ratio(stub: speech_pb2_grpc.SpeechStub, local: InProcess, clip: Clip, model: str,
+async def measure_ratio(stub: speech_pb2_grpc.SpeechAsyncStub, local: InProcess, clip: Clip,
                         repeat: int) -> RatioResult:
-    request = _transcribe_request(clip, model)
+    request = _transcribe_request(clip)
 
     async def service() -> tuple[float, speech_pb2.TranscribeResponse]:
         started = time.perf_counter()
@@ -380,8 +381,9 @@ class UtteranceLatency:
     final_queue_ms: float | None
     final_compute_ms: float | None
     silence_partial_ms: float
-    """Compute of partials begun after the final's audio ended (in the trailing silence): the
-    session awaits them before it reads the chunk that ends the utterance."""
+    """Compute of partials begun after the final's audio ended (in the trailing silence). The
+    session awaits a partial before it reads more audio, so this is an upper bound on how much
+    such partials delayed the final (not counted in the final's queue_ms)."""
     final_before_half_close: bool
 
 
@@ -423,10 +425,11 @@ class PacedSender:
         return self.sent[sample * 2 // self.chunk_bytes]
 
 
-async def measure_stream(stub: speech_pb2_grpc.SpeechStub, clip: StreamClip, model: str, node: str) -> StreamRun:
+async def measure_stream(stub: speech_pb2_grpc.SpeechAsyncStub, clip: StreamClip, node: str,
+                         partials: bool = True) -> StreamRun:
     config = speech_pb2.StreamConfig(
         format=speech_pb2.PcmFormat(sample_rate_hz=SAMPLE_RATE, sample_width_bytes=2, channels=1),
-        options=speech_pb2.TranscriptionOptions(model=model), end_of_utterance_silence_ms=EOU_SILENCE_MS)
+        end_of_utterance_silence_ms=EOU_SILENCE_MS, disable_partials=not partials)
     sender = PacedSender(clip.pcm, config)
     events: list[StreamEvent] = []
     call = stub.StreamTranscribe(sender.requests(), timeout=clip.duration_s + 120)
@@ -438,7 +441,8 @@ async def measure_stream(stub: speech_pb2_grpc.SpeechStub, clip: StreamClip, mod
                   for i, (span, text) in enumerate(zip(clip.spans, clip.texts))]
     latencies = [u.final_after_last_speech_chunk_s for u in utterances]
     passed = None if None in latencies else max(x for x in latencies if x is not None) <= STREAM_TARGET_S
-    return StreamRun(node, clip.duration_s, CHUNK_S, EOU_SILENCE_MS, utterances, events, sender.closed, passed=passed)
+    return StreamRun(node, clip.duration_s, CHUNK_S, EOU_SILENCE_MS, utterances, events, sender.closed,
+                     passed=passed)
 
 
 def _utterance_latency(index: int, span: tuple[int, int], expected: str, events: list[StreamEvent],
@@ -481,9 +485,9 @@ class ThroughputResult:
     latencies_s: list[float]
 
 
-async def measure_throughput(stub: speech_pb2_grpc.SpeechStub, clip: Clip, model: str, node: str,
+async def measure_throughput(stub: speech_pb2_grpc.SpeechAsyncStub, clip: Clip, node: str,
                              clients: int, window_s: float) -> ThroughputResult:
-    request = _transcribe_request(clip, model)
+    request = _transcribe_request(clip)
     latencies: list[float] = []
     errors: dict[str, int] = {}
     started = time.perf_counter()
@@ -510,7 +514,7 @@ async def measure_throughput(stub: speech_pb2_grpc.SpeechStub, clip: Clip, model
 
 
 def _p90(values: Sequence[float]) -> float:
-    return float(np.percentile(values, 90))
+    return float(np.percentile(np.asarray(values, np.float64), 90))
 
 
 def _opt(value: float | None, fmt: str = "{:.2f}") -> str:
@@ -542,7 +546,8 @@ def ratio_table(results: Sequence[RatioResult]) -> str:
              _opt(r.target, "<= {:.2f}"), _verdict(r.passed), "yes" if r.service_text == r.in_process_text else "NO"]
             for r in results]
     return table(["clip", "audio s", "runs", "service median s", "service p90 s", "in-process median s",
-                  "in-process p90 s", "node compute median s", "node overhead ms", "ratio", "target", "verdict", "same text"], rows)
+                  "in-process p90 s", "node compute median s", "node overhead ms", "ratio", "target", "verdict",
+                  "same text"], rows)
 
 
 def _overhead_ms(r: RatioResult) -> float:
@@ -564,12 +569,17 @@ def stream_table(run: StreamRun) -> str:
 def stream_summary(run: StreamRun) -> str:
     lat = [u.final_after_last_speech_chunk_s for u in run.utterances if u.final_after_last_speech_chunk_s is not None]
     first = [u.first_partial_after_onset_s for u in run.utterances if u.first_partial_after_onset_s is not None]
+    compute = [u.final_compute_ms for u in run.utterances if u.final_compute_ms is not None]
+    blocked = [u for u in run.utterances if u.silence_partial_ms > 0]
     if not lat:
         return "no final results arrived"
     return (f"end of utterance -> final: median {statistics.median(lat):.2f} s, max {max(lat):.2f} s "
             f"(target <= {run.target_s:.1f} s: {_verdict(run.passed)}); onset -> first partial: "
             f"median {_opt(statistics.median(first) if first else None)} s; "
-            f"{len(lat)}/{len(run.utterances)} utterances finalised")
+            f"{len(lat)}/{len(run.utterances)} utterances finalised.\n"
+            f"The final waits for {EOU_SILENCE_MS} ms of silence (plus <= {CHUNK_S * 1000:.0f} ms of chunking), "
+            f"then decodes (median {statistics.median(compute):.0f} ms); {len(blocked)}/{len(run.utterances)} "
+            "utterances also had a partial decoded in their trailing silence before the final.")
 
 
 def throughput_table(results: Sequence[ThroughputResult]) -> str:
@@ -613,6 +623,7 @@ class Plan:
     model: str
     repeat: int
     clip_seconds: tuple[tuple[str, float], ...]
+    ratio_node: NodeSpec
     stream_sentences: tuple[str, ...]
     stream_nodes: tuple[NodeSpec, ...]
     throughput_clip: str
@@ -620,84 +631,96 @@ class Plan:
     throughput_clients: tuple[int, ...]
     throughput_nodes: tuple[NodeSpec, ...]
 
+    @property
+    def nodes(self) -> list[NodeSpec]:
+        """Each node configuration once, in order (one node runs at a time)."""
+        return list(dict.fromkeys((self.ratio_node, *self.stream_nodes, *self.throughput_nodes)))
+
 
 def plan_from(args: argparse.Namespace) -> Plan:
     one_by_two, two_by_one = NodeSpec(1, CPU_THREADS), NodeSpec(2, 1)
     if args.quick:
-        return Plan(args.model, args.repeat or 2, (("3s", 3.0), ("10s", 10.0)), STREAM_SENTENCES[:2],
+        return Plan(args.model, args.repeat or 2, (("3s", 3.0), ("10s", 10.0)), one_by_two, STREAM_SENTENCES[:2],
                     (one_by_two,), "10s", args.throughput_seconds or 6.0, (1, 2, 4), (one_by_two, two_by_one))
-    return Plan(args.model, args.repeat or 5, (("3s", 3.0), ("10s", 10.0), ("30s", 30.0)), STREAM_SENTENCES,
-                (one_by_two, two_by_one), "10s", args.throughput_seconds or 15.0, (1, 2, 4),
+    return Plan(args.model, args.repeat or 5, (("3s", 3.0), ("10s", 10.0), ("30s", 30.0)), one_by_two,
+                STREAM_SENTENCES, (one_by_two, two_by_one), "10s", args.throughput_seconds or 15.0, (1, 2, 4),
                 (one_by_two, two_by_one))
+
+
+@dataclass
+class Bench:
+    """Inputs made once, results gathered node by node."""
+
+    plan: Plan
+    model_dir: Path
+    clips: dict[str, Clip]
+    stream_clip: StreamClip
+    ratio: list[RatioResult] = field(default_factory=list)
+    streaming: list[StreamRun] = field(default_factory=list)
+    throughput: list[ThroughputResult] = field(default_factory=list)
+
+    async def on_node(self, stub: speech_pb2_grpc.SpeechAsyncStub, spec: NodeSpec) -> None:
+        plan = self.plan
+        await stub.Transcribe(_transcribe_request(self.clips[plan.throughput_clip]), timeout=REQUEST_TIMEOUT_S)
+        if spec == plan.ratio_node:
+            await self.measure_ratio(stub, spec)
+        if spec in plan.stream_nodes:
+            run = await measure_stream(stub, self.stream_clip, spec.label)
+            self.streaming.append(run)
+            emit(f"\n## Streaming in real time, {CHUNK_S * 1000:.0f} ms chunks, end of utterance after "
+                 f"{EOU_SILENCE_MS} ms silence (node {spec.label}, {self.stream_clip.duration_s:.1f} s clip)\n")
+            emit(stream_table(run))
+            emit("\n" + stream_summary(run))
+        if spec in plan.throughput_nodes:
+            clip = self.clips[plan.throughput_clip]
+            levels = [await measure_throughput(stub, clip, spec.label, n, plan.throughput_window_s)
+                      for n in plan.throughput_clients]
+            self.throughput.extend(levels)
+            emit(f"\n## Throughput, {plan.throughput_window_s:.0f} s per level, {clip.name} clip, "
+                 f"beam {BEAM_SIZE} (node {spec.label})\n")
+            emit(throughput_table(levels))
+
+    async def measure_ratio(self, stub: speech_pb2_grpc.SpeechAsyncStub, spec: NodeSpec) -> None:
+        local = InProcess(self.model_dir, CPU_THREADS)
+        for clip in self.clips.values():
+            self.ratio.append(await measure_ratio(stub, local, clip, self.plan.repeat))
+        emit(f"\n## Transcribe through the node vs faster-whisper in-process, beam {BEAM_SIZE} "
+             f"(node {spec.label}; in-process {CPU_THREADS} threads)\n")
+        emit(ratio_table(self.ratio))
 
 
 def emit(text: str = "") -> None:
     print(text, flush=True)
 
 
-async def with_node(home: Path, plan: Plan, spec: NodeSpec, workdir: Path,
-                    work: Callable[[speech_pb2_grpc.SpeechStub], Awaitable[None]]) -> None:
-    async with running_node(home, plan.model, spec, workdir / f"node-{spec.slots}x{spec.threads}.log") as address:
-        async with _channel(address) as channel:
-            await asyncio.wait_for(channel.channel_ready(), 30)
-            await work(speech_pb2_grpc.SpeechStub(channel))
-
-
-async def run(plan: Plan, home: Path, out: Path) -> dict[str, Any]:
+async def run(plan: Plan, home: Path, out: Path) -> None:
     model_dir = model_cache.resolve(home, plan.model, "speech", auto_prepare=False).path
-    report: dict[str, Any] = {"environment": environment(plan.model, model_dir), "plan": asdict(plan)}
+    env = environment(plan.model, model_dir)
     with tempfile.TemporaryDirectory(prefix="lanai-bench-") as tmp:
         workdir = Path(tmp)
         voice = Voice(workdir)
         clips = {name: make_clip(voice, name, seconds, start=3 * i)
                  for i, (name, seconds) in enumerate(plan.clip_seconds)}
-        stream_clip = make_stream_clip(voice, plan.stream_sentences)
-        report["clips"] = [{k: v for k, v in asdict(c).items() if k != "wav"} for c in clips.values()]
-        report["stream_clip"] = {"duration_s": stream_clip.duration_s, "texts": stream_clip.texts,
-                                 "speech_spans_s": [(s / SAMPLE_RATE, e / SAMPLE_RATE) for s, e in stream_clip.spans]}
-        emit(f"# lanai speech benchmark: {plan.model}, {os.cpu_count()} CPU(s), "
-             f"{report['environment']['date']}\n\n## Clips (espeak-ng, 16 kHz mono WAV)\n")
+        bench = Bench(plan, model_dir, clips, make_stream_clip(voice, plan.stream_sentences))
+        emit(f"# lanai speech benchmark: {plan.model}, {env['cpu_count']} CPU(s), {env['date']}\n\n"
+             "## Clips (espeak-ng, 16 kHz mono WAV)\n")
         emit(clips_table(list(clips.values())))
-        nodes = list(dict.fromkeys(plan.throughput_nodes + plan.stream_nodes))
-        ratio: list[RatioResult] = []
-        streams: list[StreamRun] = []
-        throughput: list[ThroughputResult] = []
-        report.update(ratio=ratio, streaming=streams, throughput=throughput)
-
-        async def ratio_section(stub: speech_pb2_grpc.SpeechStub) -> None:
-            local = InProcess(model_dir, CPU_THREADS)
-            emit(f"\n## Transcribe through the node vs faster-whisper in-process "
-                 f"(node {nodes[0].label}, in-process {CPU_THREADS} threads, beam {BEAM_SIZE})\n")
-            for clip in clips.values():
-                ratio.append(await measure_ratio(stub, local, clip, plan.model, plan.repeat))
-            emit(ratio_table(ratio))
-
-        for spec in nodes:
-            async def work(stub: speech_pb2_grpc.SpeechStub, spec: NodeSpec = spec) -> None:
-                if spec == nodes[0]:
-                    await ratio_section(stub)
-                else:
-                    await stub.Transcribe(_transcribe_request(clips[plan.throughput_clip], plan.model),
-                                          timeout=REQUEST_TIMEOUT_S)  # warm-up
-                if spec in plan.stream_nodes:
-                    run_ = await measure_stream(stub, stream_clip, plan.model, spec.label)
-                    streams.append(run_)
-                    emit(f"\n## Streaming, real time, {CHUNK_S * 1000:.0f} ms chunks "
-                         f"(node {spec.label}, {stream_clip.duration_s:.1f} s clip)\n")
-                    emit(stream_table(run_))
-                    emit("\n" + stream_summary(run_))
-                if spec in plan.throughput_nodes:
-                    level = [await measure_throughput(stub, clips[plan.throughput_clip], plan.model, spec.label, n,
-                                                      plan.throughput_window_s) for n in plan.throughput_clients]
-                    throughput.extend(level)
-                    emit(f"\n## Throughput, {plan.throughput_window_s:.0f} s per level (node {spec.label})\n")
-                    emit(throughput_table(level))
-
-            await with_node(home, plan, spec, workdir, work)
+        for spec in plan.nodes:
+            log_path = workdir / f"node-{spec.slots}x{spec.threads}.log"
+            async with running_node(home, plan.model, spec, log_path) as address, _channel(address) as channel:
+                await asyncio.wait_for(channel.channel_ready(), 30)
+                await bench.on_node(speech_pb2_grpc.SpeechStub(channel), spec)
+    stream_clip = bench.stream_clip
+    report = {
+        "environment": env, "plan": asdict(plan),
+        "clips": [{k: v for k, v in asdict(c).items() if k != "wav"} for c in clips.values()],
+        "stream_clip": {"duration_s": stream_clip.duration_s, "texts": stream_clip.texts,
+                        "speech_spans_s": [(s / SAMPLE_RATE, e / SAMPLE_RATE) for s, e in stream_clip.spans]},
+        "ratio": bench.ratio, "streaming": bench.streaming, "throughput": bench.throughput,
+    }
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2, default=_json_default) + "\n")
     emit(f"\nraw numbers: {out}")
-    return report
 
 
 def _json_default(value: Any) -> Any:

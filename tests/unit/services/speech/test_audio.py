@@ -16,11 +16,12 @@ from lanai.services.speech.audio import SAMPLE_RATE, PcmFormat, PcmStreamConvert
 from .synth import dominant_hz, encoded_bytes, packet_offsets, pcm_bytes, tone, wav_bytes
 
 
-def _assert_tone(samples: np.ndarray, seconds: float, freq: float = 440.0) -> None:
-    """16 kHz float32 of the expected length (within 10 ms) whose pitch survived resampling."""
+def _assert_tone(samples: np.ndarray, seconds: float, freq: float = 440.0, tolerance: int = 4) -> None:
+    """16 kHz float32 of the expected length (to a few samples: the resampler's tail is flushed too)
+    whose pitch survived resampling. Lossy codecs may trim their priming: give them a few ms."""
     assert samples.dtype == np.float32
     assert samples.ndim == 1
-    assert abs(samples.size - seconds * SAMPLE_RATE) <= 0.01 * SAMPLE_RATE, samples.size
+    assert abs(samples.size - seconds * SAMPLE_RATE) <= tolerance, samples.size
     assert abs(dominant_hz(samples) - freq) < 2.0
 
 
@@ -50,9 +51,6 @@ def test_stereo_wav_with_opposite_channels_mixes_to_silence() -> None:
     assert np.abs(samples).max() < 1e-3
 
 
-@pytest.mark.xfail(strict=True, reason="bug: encoded stereo is mixed down by FFmpeg's default matrix (each channel "
-                                       "x 0.707), raw PCM by the mean (x 0.5): the same stereo audio comes out 3 dB "
-                                       "louder from a file, and full-scale stereo exceeds [-1, 1]")
 def test_stereo_wav_mixdown_matches_raw_pcm_mixdown() -> None:
     signal = tone(16000, 1.0, amp=0.9)
     stereo = np.stack([signal, signal], axis=1)
@@ -67,7 +65,8 @@ def test_flac_is_decoded_and_resampled() -> None:
 
 
 def test_ogg_opus_is_decoded_and_resampled() -> None:
-    _assert_tone(decode_encoded(encoded_bytes(tone(48000, 2.0), 48000, "ogg", "libopus"), max_seconds=60), 2.0)
+    _assert_tone(decode_encoded(encoded_bytes(tone(48000, 2.0), 48000, "ogg", "libopus"), max_seconds=60), 2.0,
+                 tolerance=160)
 
 
 def _sox(tmp_path: Path, name: str, *effects: str) -> bytes:
@@ -81,7 +80,7 @@ def _sox(tmp_path: Path, name: str, *effects: str) -> bytes:
 
 
 def test_ogg_vorbis_made_by_sox_is_decoded(tmp_path: Path) -> None:
-    _assert_tone(decode_encoded(_sox(tmp_path, "tone.ogg"), max_seconds=60), 2.0)
+    _assert_tone(decode_encoded(_sox(tmp_path, "tone.ogg"), max_seconds=60), 2.0, tolerance=160)
 
 
 def test_empty_bytes_are_invalid() -> None:
@@ -166,8 +165,6 @@ def test_flac_cut_at_a_frame_boundary_is_invalid() -> None:
         decode_encoded(flac[:offsets[len(offsets) // 2]], max_seconds=60)
 
 
-@pytest.mark.xfail(strict=True, reason="bug: a truncated Ogg file fails in av.open with EOFError, and the message "
-                                       "claims the file 'is not a file format FFmpeg decodes' (and asks for OGG)")
 def test_truncated_ogg_says_truncated(tmp_path: Path) -> None:
     ogg = _sox(tmp_path, "tone.ogg")
     with pytest.raises(InvalidInput, match="truncated"):
@@ -187,8 +184,27 @@ def test_longer_than_max_seconds_is_invalid() -> None:
     assert decode_encoded(wav, max_seconds=3.0).size == 3 * SAMPLE_RATE  # the limit itself is allowed
 
 
+def _flac_without_total_samples(seconds: float) -> bytes:
+    """A FLAC file whose STREAMINFO leaves the total sample count unknown (0), as streaming encoders do."""
+    flac = bytearray(encoded_bytes(tone(44100, seconds), 44100, "flac", "flac"))
+    assert flac[:4] == b"fLaC" and flac[4] & 0x7F == 0  # STREAMINFO first: fields from byte 8
+    packed = int.from_bytes(flac[18:26], "big")  # rate (20 bits), channels (3), bits (5), total samples (36)
+    assert packed & (2 ** 36 - 1) == round(44100 * seconds)
+    flac[18:26] = (packed & ~(2 ** 36 - 1)).to_bytes(8, "big")
+    return bytes(flac)
+
+
+def test_flac_of_unknown_length_is_decoded() -> None:
+    _assert_tone(decode_encoded(_flac_without_total_samples(3.0), max_seconds=60), 3.0)
+
+
 def test_too_long_without_declared_length_is_invalid() -> None:
-    # No usable size in the header: the decoded length must still be capped.
+    # Nothing in the header says how long it is: the decoded length must still be capped.
+    with pytest.raises(InvalidInput, match="longer than"):
+        decode_encoded(_flac_without_total_samples(3.0), max_seconds=2.0)
+
+
+def test_too_long_wav_with_zero_data_size_is_invalid() -> None:
     wav = bytearray(wav_bytes(tone(16000, 3.0), 16000))
     at = wav.index(b"data")
     wav[at + 4:at + 8] = struct.pack("<I", 0)
