@@ -136,7 +136,9 @@ class SpeechStream:
 
     async def _maybe_partial(self) -> StreamResult | None:
         settings = self._settings
-        if not settings.partials or self._start is None:
+        # In trailing silence a partial cannot change the text, and decoding it would hold up
+        # reading the chunk that ends the utterance (and so its final).
+        if not settings.partials or self._start is None or self._segmenter.trailing_off:
             return None
         end = self._offset + self._audio.size
         if end - self._partial_at < settings.partial_interval_s * SAMPLE_RATE:

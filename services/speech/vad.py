@@ -97,6 +97,11 @@ class UtteranceSegmenter:
         return self._speaking
 
     @property
+    def trailing_off(self) -> bool:
+        """Speaking, but the latest windows are silence: the utterance may be ending."""
+        return self._speaking and self._silent_windows > 0
+
+    @property
     def position(self) -> int:
         """Samples consumed so far."""
         return self._window * WINDOW

@@ -261,3 +261,18 @@ def test_segmenter_over_vad_finds_the_sentence(padded_speech: npt.NDArray[np.flo
     assert loud[0] - (SegmenterConfig.pad_ms * 16 + 4 * W) <= started.start <= loud[0]
     assert ended.end >= loud[-1] - 0.1 * SAMPLE_RATE
     assert not ended.discard and not ended.forced
+
+
+def test_trailing_off_only_while_speech_is_followed_by_silence() -> None:
+    segmenter = UtteranceSegmenter(SegmenterConfig(silence_ms=500))
+    segmenter.push(SILENCE)
+    assert not segmenter.trailing_off  # idle
+    segmenter.push(SPEECH)
+    assert segmenter.speaking and not segmenter.trailing_off
+    segmenter.push(SILENCE)
+    assert segmenter.trailing_off  # the stream skips partials now: silence cannot change the text
+    segmenter.push(SPEECH)
+    assert not segmenter.trailing_off  # a pause, not the end
+    for _ in range(20):
+        segmenter.push(SILENCE)
+    assert not segmenter.speaking and not segmenter.trailing_off
