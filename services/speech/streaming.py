@@ -7,7 +7,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 import numpy as np
 
@@ -18,7 +18,8 @@ from lanai.services.speech.vad import (SegmenterConfig, StreamingVad, UtteranceE
                                        UtteranceStarted)
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
+INBOX_CHUNKS = 64
+"""Audio chunks read ahead of the decoder before the client is made to wait."""
 Job = Callable[[], Transcript]
 RunFinal = Callable[[Job], Awaitable[tuple[Transcript, Any]]]
 """Runs a final decode in a slot, waiting as long as it takes; returns (result, timing)."""
@@ -74,7 +75,9 @@ class SpeechStream:
         self._partials_sent = False
 
     async def results(self, chunks: AsyncIterator[bytes]) -> AsyncIterator[StreamResult]:
-        inbox: asyncio.Queue[bytes | BaseException | None] = asyncio.Queue()
+        # Bounded: a client sending faster than the node decodes is slowed by gRPC flow control
+        # instead of filling memory.
+        inbox: asyncio.Queue[bytes | BaseException | None] = asyncio.Queue(maxsize=INBOX_CHUNKS)
         reader = asyncio.create_task(self._read(chunks, inbox))
         try:
             while True:
@@ -100,12 +103,12 @@ class SpeechStream:
     async def _read(chunks: AsyncIterator[bytes], inbox: asyncio.Queue[bytes | BaseException | None]) -> None:
         try:
             async for chunk in chunks:
-                inbox.put_nowait(chunk)
-            inbox.put_nowait(None)
+                await inbox.put(chunk)
+            await inbox.put(None)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001 - handed to the consumer, which raises it in order
-            inbox.put_nowait(exc)
+            await inbox.put(exc)
 
     async def _consume(self, samples: Samples) -> AsyncIterator[StreamResult]:
         if samples.size:
