@@ -42,8 +42,8 @@ def _node_flags(p: argparse.ArgumentParser, host: str) -> None:
     p.add_argument("--speech-models", default="base",
                    help="embedded model names or model directories, comma-separated; the first is the default")
     # Measured on 2 cores (bench/speech.py): 2 slots x 1 thread served 1.9x the requests of 1 x 2.
-    p.add_argument("--speech-slots", type=int, default=max(1, cores // 2),
-                   help="transcriptions at once (default: half the cores, at least 1)")
+    p.add_argument("--speech-slots", type=int, default=min(cores, max(2, cores // 2)),
+                   help="transcriptions at once (default: half the cores, at least 2, at most the cores)")
     p.add_argument("--speech-queue", type=int, default=8, help="requests that may wait for a slot (default 8)")
     p.add_argument("--speech-streams", type=int, default=16, help="open streaming sessions allowed (default 16)")
     p.add_argument("--speech-threads", type=int, default=0, help="CPU threads per slot (default: cores / slots)")
