@@ -32,5 +32,8 @@ class HostedService(Protocol):
 
     def models(self) -> Sequence[ModelFacts]: ...
 
+    async def measure(self) -> None:
+        """Seed each model's measured throughput with a short run at start-up."""
+
     def register(self, server: grpc.aio.Server) -> None:
         """Add the servicer to the gRPC server."""

@@ -6,8 +6,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import secrets
-import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,10 +15,14 @@ from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
 from lanai.api.mesh.v1 import mesh_pb2, mesh_pb2_grpc
-from lanai.mesh import __version__, metrics
+from lanai.mesh import __version__, identity, metrics
 from lanai.mesh.hardware import detect
 from lanai.mesh.hosted import HostedService
+from lanai.mesh.catalog import GRPC_SERVICES
 from lanai.mesh.load import LoadBoard
+from lanai.mesh.mesh_service import MeshServicer, RoutingInterceptor
+from lanai.mesh.presence import MeshConfig, MeshPresence
+from lanai.mesh.router import Router
 from lanai.mesh.node_service import NodeServicer
 from lanai.mesh.status import LanaiInterceptor
 from lanai.services import models as model_cache
@@ -48,48 +50,49 @@ class NodeConfig:
     grace_s: float = 30.0
     """On shutdown, how long in-flight work may take to finish."""
     speech: SpeechConfig = field(default_factory=SpeechConfig)
-
-
-def stored_node_id(home: Path) -> str:
-    """The id this machine's node keeps across restarts (made once, then read back)."""
-    path = home / "node-id"
-    try:
-        if node_id := path.read_text().strip():
-            return node_id
-    except FileNotFoundError:
-        pass
-    node_id = f"{socket.gethostname().split('.')[0][:24]}-{secrets.token_hex(3)}"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(node_id + "\n")
-    return node_id
+    mesh: MeshConfig = field(default_factory=MeshConfig)
+    """Router, discovery and announcement; the default is a lone node (the CLI joins the mesh)."""
 
 
 class Node:
     """A started node. Use `await Node.start(config)`, then `await node.stop()`."""
 
-    def __init__(self, config: NodeConfig, node_id: str, server: grpc.aio.Server, port: int,
-                 metrics_port: int, board: LoadBoard, services: list[HostedService], health: HealthServicer) -> None:
+    def __init__(self, config: NodeConfig, node_id: str, server: grpc.aio.Server, port: int, metrics_port: int,
+                 board: LoadBoard, services: list[HostedService], health: HealthServicer,
+                 presence: MeshPresence) -> None:
         self.config, self.node_id, self.port, self.metrics_port = config, node_id, port, metrics_port
         self.services = services
+        self.presence = presence
         self._server, self._board, self._health = server, board, health
+
+    @property
+    def router(self) -> Router | None:
+        return self.presence.router
 
     @classmethod
     async def start(cls, config: NodeConfig) -> Node:
         os.environ["HF_HUB_OFFLINE"] = "1"  # serving never downloads: models come from the cache or a path
         unknown = set(config.services) - set(KNOWN_SERVICES)
-        if unknown or not config.services:
+        if unknown or not (config.services or config.mesh.router):
             raise ValueError(f"unknown service(s) {', '.join(sorted(unknown)) or '(none given)'}; "
                              f"this node can host: {', '.join(KNOWN_SERVICES)}")
-        node_id = config.node_id or stored_node_id(config.home)
+        node_id = config.node_id or identity.node_id(config.home)
+        presence = MeshPresence(config.mesh, node_id)
         board = LoadBoard(node_id)
         services = await asyncio.to_thread(_load_services, config, board)
+        for service in services:
+            await service.measure()  # seeds the throughput placement weighs this node by
         metrics_port = 0
         if config.metrics_port is not None:
             metrics_port = metrics.start_metrics_server(config.metrics_host, config.metrics_port)
-        metrics.NODE_INFO.labels(node_id, __version__, "node").set(1)
+        role = "node" if services else "router"
+        metrics.NODE_INFO.labels(node_id, __version__, role).set(1)
 
         size = config.max_message_bytes
-        server = grpc.aio.server(interceptors=[LanaiInterceptor(node_id)], options=[
+        interceptors: list[grpc.aio.ServerInterceptor] = [LanaiInterceptor(node_id)]
+        if presence.router is not None:
+            interceptors.append(RoutingInterceptor(presence.router))
+        server = grpc.aio.server(interceptors=interceptors, options=[
             ("grpc.max_receive_message_length", size), ("grpc.max_send_message_length", size),
             ("grpc.so_reuseport", 0)])
         for service in services:
@@ -100,6 +103,9 @@ class Node:
         names = [s.grpc_service for s in services] + [
             mesh_pb2.DESCRIPTOR.services_by_name["Node"].full_name, health_pb2.DESCRIPTOR.services_by_name[
                 "Health"].full_name, reflection.SERVICE_NAME]
+        if presence.router is not None:
+            mesh_pb2_grpc.add_MeshServicer_to_server(MeshServicer(presence.router), server)
+            names = sorted(set(names) | set(GRPC_SERVICES)) + [mesh_pb2.DESCRIPTOR.services_by_name["Mesh"].full_name]
         reflection.enable_server_reflection(names, server)
         port = server.add_insecure_port(f"{_bracket(config.host)}:{config.port}")
         if port == 0:
@@ -107,18 +113,21 @@ class Node:
         await server.start()
         for name in [""] + [s.grpc_service for s in services]:
             await health.set(name, health_pb2.HealthCheckResponse.SERVING)
-        log.info("node %s serving %s on %s:%d (metrics on port %s)", node_id, ", ".join(config.services),
-                 config.host, port, metrics_port or "off")
-        return cls(config, node_id, server, port, metrics_port, board, services, health)
+        await presence.start(config.host, port, [s.name for s in services], metrics_port)
+        log.info("%s %s serving %s on %s:%d (metrics on port %s)", role, node_id,
+                 ", ".join(config.services) or "the mesh", config.host, port, metrics_port or "off")
+        return cls(config, node_id, server, port, metrics_port, board, services, health, presence)
 
     async def stop(self, grace_s: float | None = None) -> None:
         """Drain: report NOT_SERVING and draining, refuse new work, let in-flight work finish
         within the grace period, then close."""
         grace = self.config.grace_s if grace_s is None else grace_s
         log.info("node %s draining (grace %.0f s)", self.node_id, grace)
+        await self.presence.leave()
         await self._health.enter_graceful_shutdown()
         self._board.drain()
         await self._server.stop(grace)
+        await self.presence.close()
         for service in self.services:
             service.admission.shutdown()
         log.info("node %s stopped", self.node_id)

@@ -7,7 +7,7 @@ import logging
 import sys
 
 from lanai.mesh import __version__
-from lanai.mesh.cli import models, serve, transcribe
+from lanai.mesh.cli import mesh, models, serve, transcribe
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -18,6 +18,7 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_parsers(commands)
     transcribe.add_parser(commands)
     models.add_parser(commands)
+    mesh.add_parser(commands)
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")

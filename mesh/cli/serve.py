@@ -11,6 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from lanai.mesh.node import KNOWN_SERVICES, Node, NodeConfig
+from lanai.mesh.placement import POLICIES
+from lanai.mesh.premises import DEFAULT_ALLOWED
+from lanai.mesh.presence import DISCOVERY, MeshConfig
 from lanai.services import models
 from lanai.services.errors import LanaiError
 from lanai.services.speech.config import SpeechConfig
@@ -23,15 +26,36 @@ def add_parsers(commands: Any) -> None:
     _node_flags(node, host="0.0.0.0")
     node.set_defaults(run=run_node)
     up = commands.add_parser("up", help="run everything on this machine with the embedded default models",
-                             description="One-machine lanai: prepares the embedded default models and serves "
-                                         "them on localhost (a node today; the mesh router joins it later).")
-    _node_flags(up, host="127.0.0.1")
+                             description="One-machine lanai: a router and a node with the embedded default "
+                                         "models, on localhost only (no mDNS: nothing is announced on the LAN).")
+    _node_flags(up, host="127.0.0.1", discovery="none")
     up.set_defaults(run=run_node)
+    router = commands.add_parser("router", help="run a router alone: it places every call on a node",
+                                 description="A router with no services of its own: it discovers nodes and "
+                                             "forwards each call to the one with capacity now.")
+    _node_flags(router, host="0.0.0.0", services="")
+    router.set_defaults(run=run_node)
 
 
-def _node_flags(p: argparse.ArgumentParser, host: str) -> None:
+def _node_flags(p: argparse.ArgumentParser, host: str, discovery: str = "mdns", services: str = "speech") -> None:
     cores = os.cpu_count() or 1
-    p.add_argument("--services", default="speech", help=f"comma-separated, from: {', '.join(KNOWN_SERVICES)}")
+    if services:
+        p.add_argument("--services", default=services, help=f"comma-separated, from: {', '.join(KNOWN_SERVICES)}")
+        p.add_argument("--no-router", action="store_true",
+                       help="serve only this node's services (by default a node also routes, so clients may "
+                            "connect to any node)")
+    else:
+        p.set_defaults(services="", no_router=False)
+    p.add_argument("--discovery", choices=DISCOVERY, default=discovery,
+                   help=f"how to find other nodes (default {discovery}); static needs --peers")
+    p.add_argument("--peers", default="", help="host:port of nodes, comma-separated (implies static discovery)")
+    p.add_argument("--interface", default="", help="announce and browse mDNS on this interface only")
+    p.add_argument("--advertise-address", default="", help="announce and browse mDNS on this address only")
+    p.add_argument("--policy", choices=sorted(POLICIES), default="least-loaded",
+                   help="placement policy (default least-loaded)")
+    p.add_argument("--allow", default=",".join(DEFAULT_ALLOWED),
+                   help="networks work may be sent to, comma-separated CIDRs (default: loopback, private, "
+                        "link-local)")
     p.add_argument("--host", default=host, help=f"address to listen on (default {host})")
     p.add_argument("--port", type=int, default=50051, help="gRPC port; 0 picks a free one (default 50051)")
     p.add_argument("--metrics-host", default=host, help=f"address of /metrics (default {host})")
@@ -60,11 +84,15 @@ def config_from_args(args: argparse.Namespace) -> NodeConfig:
         slots=args.speech_slots, max_queue=args.speech_queue, max_streams=args.speech_streams,
         cpu_threads=args.speech_threads, device=args.speech_device, compute_type=args.speech_compute_type,
         max_audio_s=args.max_audio_s)
+    peers = tuple(p.strip() for p in args.peers.split(",") if p.strip())
+    mesh = MeshConfig(router=not args.no_router, policy=args.policy, allow=tuple(args.allow.split(",")),
+                      discovery="static" if peers else args.discovery, peers=peers, interface=args.interface,
+                      advertise_address=args.advertise_address)
     return NodeConfig(
         home=args.home or models.default_home(), services=tuple(s.strip() for s in args.services.split(",") if s),
         host=args.host, port=args.port, metrics_host=args.metrics_host,
         metrics_port=None if args.metrics_port < 0 else args.metrics_port, node_id=args.node_id,
-        max_message_bytes=args.max_message_mb * 1024 * 1024, grace_s=args.grace, speech=speech)
+        max_message_bytes=args.max_message_mb * 1024 * 1024, grace_s=args.grace, speech=speech, mesh=mesh)
 
 
 def run_node(args: argparse.Namespace) -> int:
@@ -83,9 +111,11 @@ async def _serve(config: NodeConfig, announce: bool) -> int:
         loop.add_signal_handler(sig, stop.set)
     address = f"{'localhost' if config.host in ('127.0.0.1', '::1') else config.host}:{node.port}"
     # Machine-readable line for scripts and tests; a person reads the log above it.
-    print(f"lanai: node {node.node_id} ready on {address} metrics_port={node.metrics_port}", flush=True)
+    role = "node" if node.services else "router"
+    print(f"lanai: {role} {node.node_id} ready on {address} metrics_port={node.metrics_port}", flush=True)
     if announce:
         print(f"  try:  lanai transcribe some.wav --to {address}\n"
+              f"        lanai mesh ls --to {address}\n"
               f"        grpcurl -plaintext {address} list\n  stop: Ctrl-C", flush=True)
     await stop.wait()
     await node.stop()

@@ -179,10 +179,12 @@ class NodeEntry(_message.Message):
     def __init__(self, node_id: _Optional[str] = ..., address: _Optional[str] = ..., state: _Optional[_Union[NodeState, str]] = ..., state_reason: _Optional[str] = ..., discovered_by: _Optional[str] = ..., description: _Optional[_Union[DescribeResponse, _Mapping]] = ..., last_load: _Optional[_Union[LoadReport, _Mapping]] = ..., router_in_flight: _Optional[int] = ...) -> None: ...
 
 class ListNodesRequest(_message.Message):
-    __slots__ = ("service",)
+    __slots__ = ("service", "include_down")
     SERVICE_FIELD_NUMBER: _ClassVar[int]
+    INCLUDE_DOWN_FIELD_NUMBER: _ClassVar[int]
     service: str
-    def __init__(self, service: _Optional[str] = ...) -> None: ...
+    include_down: bool
+    def __init__(self, service: _Optional[str] = ..., include_down: _Optional[bool] = ...) -> None: ...
 
 class ListNodesResponse(_message.Message):
     __slots__ = ("router_id", "nodes")

@@ -1,0 +1,101 @@
+"""Where a request goes: filter -> score -> pick, as pure functions over a MeshState snapshot.
+No I/O and no clock or randomness of their own: `now` and `rng` are passed in."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from lanai.mesh.state import MeshState, NodeState, NodeView
+
+NEAR_EQUAL = 1.15
+"""Scores within this factor of the best count as equal: power-of-two-choices among them
+keeps several routers from herding onto the same node."""
+UNKNOWN_SPEED = 1.0
+"""Work units per second assumed for a model no measurement exists for yet."""
+
+
+@dataclass(frozen=True)
+class Need:
+    """What a request needs: a service, and a model ("" for the node's default)."""
+
+    service: str
+    model: str = ""
+
+
+class NoCandidate(Exception):
+    """No node can take the request; the message says why, for the client."""
+
+
+def eligible(state: MeshState, need: Need, now: float) -> list[NodeView]:
+    """Nodes that serve the service and model, are up, on the premises and not draining, and
+    whose circuit lets a call through. Raises NoCandidate explaining what is missing."""
+    serving = [n for n in state.nodes.values() if need.service in n.services and n.state is not NodeState.REFUSED]
+    if not serving:
+        raise NoCandidate(f"no node on the mesh serves {need.service}; start one with "
+                          f"`lanai node --services {need.service}`")
+    if need.model:
+        with_model = [n for n in serving if need.model in n.services[need.service].models]
+        if not with_model:
+            known = sorted({m for n in serving for m in n.services[need.service].models})
+            raise NoCandidate(f"no node on the mesh serves {need.service} model {need.model!r}; "
+                              f"models on the mesh: {', '.join(known)}")
+        serving = with_model
+    ready = [n for n in serving if n.state in (NodeState.UP, NodeState.SUSPECT) and n.circuit.allows(now)]
+    if not ready:
+        states = ", ".join(sorted(f"{n.node_id or n.address} {n.state.value}" for n in serving))
+        raise NoCandidate(f"every node serving {need.service} is unavailable right now ({states}); retry shortly")
+    return ready
+
+
+def expected_wait(node: NodeView, need: Need) -> float:
+    """Seconds-like cost of sending one more request: the work already ahead of it
+    (the larger of the node's reported load and this router's own in-flight calls), spread
+    over the node's slots, divided by the node's measured speed for the model."""
+    service = node.services[need.service]
+    load = node.load.get(need.service)
+    reported = load.in_flight + load.queued if load else 0
+    ahead = max(reported, node.router_in_flight)
+    speed = node.throughput.get((need.service, need.model or service.default_model)) or UNKNOWN_SPEED
+    return max(1.0, (ahead + 1) / max(1, service.slots)) / speed
+
+
+Policy = Callable[[Sequence[NodeView], Need, random.Random, int], list[NodeView]]
+
+
+def least_loaded(candidates: Sequence[NodeView], need: Need, rng: random.Random, turn: int) -> list[NodeView]:
+    """Best expected wait first; among near-equals, the better of two picked at random."""
+    ranked = sorted(candidates, key=lambda n: (expected_wait(n, need), n.address))
+    if len(ranked) < 2:
+        return ranked
+    best = expected_wait(ranked[0], need)
+    near = [n for n in ranked if expected_wait(n, need) <= best * NEAR_EQUAL]
+    if len(near) >= 2:
+        a, b = rng.sample(near, 2)
+        first = min((a, b), key=lambda n: expected_wait(n, need))
+        ranked.remove(first)
+        ranked.insert(0, first)
+    return ranked
+
+
+def round_robin(candidates: Sequence[NodeView], need: Need, rng: random.Random, turn: int) -> list[NodeView]:
+    """Each node in turn, whatever its load: the baseline to beat."""
+    ordered = sorted(candidates, key=lambda n: n.address)
+    start = turn % len(ordered) if ordered else 0
+    return ordered[start:] + ordered[:start]
+
+
+def random_choice(candidates: Sequence[NodeView], need: Need, rng: random.Random, turn: int) -> list[NodeView]:
+    """Uniformly random order (a second baseline)."""
+    shuffled = list(candidates)
+    rng.shuffle(shuffled)
+    return shuffled
+
+
+POLICIES: dict[str, Policy] = {"least-loaded": least_loaded, "round-robin": round_robin, "random": random_choice}
+
+
+def rank(state: MeshState, need: Need, *, policy: str, now: float, rng: random.Random, turn: int) -> list[NodeView]:
+    """Every node that may take the request, best first (the rest are the retry order)."""
+    return POLICIES[policy](eligible(state, need, now), need, rng, turn)

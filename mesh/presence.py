@@ -1,0 +1,84 @@
+"""A process's part in the mesh: its router (if it runs one), how it finds nodes, and its
+mDNS announcement."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from zeroconf.asyncio import AsyncZeroconf
+
+from lanai.mesh.advertise import advertise, choose_addresses, local_interfaces, open_zeroconf, service_info
+from lanai.mesh.discovery import Discovery, MdnsDiscovery, StaticDiscovery
+from lanai.mesh.premises import DEFAULT_ALLOWED
+from lanai.mesh.router import Router, RouterConfig
+
+log = logging.getLogger(__name__)
+DISCOVERY = ("mdns", "static", "none")
+
+
+@dataclass(frozen=True)
+class MeshConfig:
+    router: bool = False
+    """Run a router in this process (the CLI's default for nodes)."""
+    policy: str = "least-loaded"
+    allow: tuple[str, ...] = DEFAULT_ALLOWED
+    """The premises policy: networks the router may send work to."""
+    discovery: str = "none"
+    """"mdns", "static" or "none" (the CLI's default is mdns)."""
+    peers: tuple[str, ...] = ()
+    """host:port of other nodes, for static discovery."""
+    interface: str = ""
+    """Announce and browse on this interface only."""
+    advertise_address: str = ""
+    """Announce and browse on this address only (overrides interface)."""
+    heartbeat_ms: int = 500
+
+    def validate(self) -> None:
+        if self.discovery not in DISCOVERY:
+            raise ValueError(f"unknown discovery {self.discovery!r}; choose from {', '.join(DISCOVERY)}")
+        if self.discovery == "static" and not self.peers:
+            raise ValueError("static discovery needs --peers host:port,...")
+
+
+class MeshPresence:
+    def __init__(self, config: MeshConfig, node_id: str) -> None:
+        config.validate()
+        self.config = config
+        self.node_id = node_id
+        self.router = Router(node_id, RouterConfig(config.policy, config.allow, config.heartbeat_ms)) \
+            if config.router else None
+        self._discovery: Discovery | None = None
+        self._zeroconf: AsyncZeroconf | None = None
+
+    async def start(self, host: str, port: int, services: Sequence[str], metrics_port: int) -> None:
+        """Join the mesh once the gRPC server is listening on `port`."""
+        cfg, router = self.config, self.router
+        if router is not None and services:
+            local = "127.0.0.1" if host in ("0.0.0.0", "::", "127.0.0.1", "localhost") else host
+            router.found(f"{local}:{port}", "local", self.node_id)
+        if cfg.discovery == "static" and router is not None:
+            self._discovery = StaticDiscovery(cfg.peers)
+        elif cfg.discovery == "mdns":
+            addresses = choose_addresses(local_interfaces(), interface=cfg.interface,
+                                         advertise_address=cfg.advertise_address)
+            self._zeroconf = open_zeroconf(addresses)
+            if services:
+                await advertise(self._zeroconf, service_info(self.node_id, addresses, port, services, metrics_port))
+            if router is not None:
+                self._discovery = MdnsDiscovery(self._zeroconf)
+        if self._discovery is not None and router is not None:
+            await self._discovery.start(router.found, router.gone)
+
+    async def leave(self) -> None:
+        """Say goodbye on mDNS and stop discovering (first step of a shutdown)."""
+        if self._discovery is not None:
+            await self._discovery.stop()
+        if self._zeroconf is not None:
+            await self._zeroconf.async_unregister_all_services()
+            await self._zeroconf.async_close()
+
+    async def close(self) -> None:
+        if self.router is not None:
+            await self.router.close()

@@ -1,0 +1,277 @@
+"""The router: keeps the mesh state, and forwards each lanai call to the best node, retrying
+elsewhere while no response has been relayed."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+
+from lanai.mesh import state as events
+from lanai.mesh.catalog import Rpc, requested_model
+from lanai.mesh.placement import POLICIES, NoCandidate, Need, rank
+from lanai.mesh.premises import DEFAULT_ALLOWED, Premises
+from lanai.mesh.state import MeshState, NodeView
+from lanai.mesh.watch import NodeWatcher, load_of, services_of, throughput_of
+from lanai.services.errors import DeadlineExceeded, Overloaded, Unavailable
+
+log = logging.getLogger(__name__)
+FORWARDED = "lanai-forwarded"
+"""Metadata a router adds: the receiving node serves the call itself, never forwards it again."""
+_HOP_HEADERS = {"te", "content-type", "user-agent", "grpc-accept-encoding", "grpc-encoding", "grpc-timeout", FORWARDED}
+_RETRYABLE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED}
+Context = grpc.aio.ServicerContext[Any, Any]
+
+
+@dataclass(frozen=True)
+class RouterConfig:
+    policy: str = "least-loaded"
+    """A name from lanai.mesh.placement.POLICIES."""
+    allow: tuple[str, ...] = DEFAULT_ALLOWED
+    """Networks work may go to (the premises policy)."""
+    heartbeat_ms: int = 500
+    """Load report heartbeat asked of nodes; three missed mark a node lost."""
+    max_attempts: int = 8
+    """Nodes tried for one call at most."""
+
+
+class Router:
+    """Owns the MeshState (changed only on the event loop, through lanai.mesh.state's functions)."""
+
+    def __init__(self, router_id: str, config: RouterConfig = RouterConfig(), *,
+                 clock: Callable[[], float] = time.monotonic, rng: random.Random | None = None) -> None:
+        if config.policy not in POLICIES:
+            raise ValueError(f"unknown placement policy {config.policy!r}; choose from {', '.join(POLICIES)}")
+        self.router_id = router_id
+        self.config = config
+        self.state = MeshState()
+        self._premises = Premises.parse(config.allow)
+        self._clock = clock
+        self._rng = rng or random.Random()
+        self._turn = 0
+        self._channels: dict[str, grpc.aio.Channel] = {}
+        self._watchers: dict[str, asyncio.Task[None]] = {}
+
+    # --- discovery -------------------------------------------------------------------------
+
+    def found(self, address: str, source: str, node_id: str = "") -> None:
+        """A discovery backend saw a node at host:port (host already resolved to an IP)."""
+        host = address.rsplit(":", 1)[0]
+        allowed = self._premises.allows(host)
+        self.state = events.discovered(self.state, address, source, allowed=allowed, now=self._clock(),
+                                       node_id=node_id)
+        if not allowed:
+            log.warning("router %s: node %s at %s is outside the premises allow-list; it will never get work",
+                        self.router_id, node_id or "?", address)
+        elif address not in self._watchers:
+            channel = self._channel(address)
+            watcher = NodeWatcher(address, channel, heartbeat_ms=self.config.heartbeat_ms,
+                                  on_described=self._described, on_load=self._loaded, on_lost=self._lost)
+            self._watchers[address] = asyncio.create_task(watcher.run(), name=f"watch {address}")
+
+    def gone(self, address: str) -> None:
+        """Discovery says the node left for good (mDNS goodbye)."""
+        task = self._watchers.pop(address, None)
+        if task is not None:
+            task.cancel()
+        channel = self._channels.pop(address, None)
+        if channel is not None:
+            asyncio.ensure_future(channel.close())
+        self.state = events.forgotten(self.state, address)
+        log.info("router %s: node at %s left the mesh", self.router_id, address)
+
+    async def close(self) -> None:
+        for task in self._watchers.values():
+            task.cancel()
+        for task in self._watchers.values():
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        for channel in self._channels.values():
+            await channel.close()
+        self._watchers.clear()
+        self._channels.clear()
+
+    def _described(self, address: str, describe: Any) -> None:
+        self.state = events.described(self.state, address, describe.node_id, services_of(describe),
+                                      throughput_of(describe), raw=describe)
+
+    def _loaded(self, address: str, report: Any) -> None:
+        before = self.state.nodes.get(address)
+        load, throughput = load_of(report)
+        self.state = events.load_reported(self.state, address, load, throughput, draining=report.draining,
+                                          now=self._clock(), raw=report)
+        after = self.state.nodes.get(address)
+        if before is not None and after is not None and before.state is not after.state:
+            log.info("router %s: node %s at %s is %s", self.router_id, after.node_id, address, after.state.value)
+
+    def _lost(self, address: str, reason: str) -> None:
+        node = self.state.nodes.get(address)
+        if node is not None and node.state is not events.NodeState.DOWN:
+            log.warning("router %s: node %s at %s is down: %s", self.router_id, node.node_id, address, reason)
+        self.state = events.lost(self.state, address, reason, self._clock())
+
+    def _channel(self, address: str) -> grpc.aio.Channel:
+        if address not in self._channels:
+            self._channels[address] = grpc.aio.insecure_channel(address, options=[
+                ("grpc.max_send_message_length", -1), ("grpc.max_receive_message_length", -1),
+                ("grpc.initial_reconnect_backoff_ms", 200), ("grpc.max_reconnect_backoff_ms", 2000)])
+        return self._channels[address]
+
+    # --- placement -------------------------------------------------------------------------
+
+    def _candidates(self, need: Need, tried: set[str]) -> list[NodeView]:
+        self._turn += 1
+        ranked = rank(self.state, need, policy=self.config.policy, now=self._clock(), rng=self._rng, turn=self._turn)
+        return [n for n in ranked if n.address not in tried]
+
+    def _started(self, address: str) -> None:
+        self.state = events.call_started(self.state, address, self._clock())
+
+    def _finished(self, address: str, error: grpc.aio.AioRpcError | None) -> None:
+        failed = error is not None and error.code() is grpc.StatusCode.UNAVAILABLE
+        self.state = events.call_finished(self.state, address, node_failed=failed, now=self._clock())
+
+    # --- forwarding ------------------------------------------------------------------------
+
+    async def forward(self, rpc: Rpc, request: Any, context: Context) -> AsyncIterator[bytes]:
+        """Relay one call of any shape; `request` is the raw bytes, or an async iterator of
+        them for client-streaming calls. Yields the raw responses."""
+        feed = _Feed(request) if rpc.client_streaming else None
+        try:
+            async for response in self._attempts(rpc, feed, await feed.first() if feed else request, context):
+                yield response
+        finally:
+            if feed:
+                feed.close()
+
+    async def _attempts(self, rpc: Rpc, feed: _Feed | None, first: Any, context: Context) -> AsyncIterator[bytes]:
+        if first is None:
+            return  # a stream closed before its first message: nothing to route
+        need = Need(rpc.service, requested_model(rpc, first))
+        metadata = [(k, v) for k, v in context.invocation_metadata() or ()
+                    if k not in _HOP_HEADERS and not k.startswith(":")] + [(FORWARDED, self.router_id)]
+        tried: set[str] = set()
+        errors: list[grpc.aio.AioRpcError] = []
+        for _ in range(self.config.max_attempts):
+            try:
+                candidates = self._candidates(need, tried)
+            except NoCandidate as exc:
+                raise Unavailable(str(exc)) from None
+            if not candidates:
+                break
+            node = candidates[0]
+            tried.add(node.address)
+            timeout = context.time_remaining()
+            if timeout is not None and timeout <= 0:
+                raise DeadlineExceeded(f"the deadline passed while placing the {rpc.service} request")
+            relayed = False
+            self._started(node.address)
+            try:
+                call = self._invoke(rpc, node.address, feed.replay() if feed else first, timeout, metadata)
+                if rpc.server_streaming:
+                    async for response in call:
+                        if feed and not relayed:
+                            feed.commit()  # a response went out: this node keeps the call
+                        relayed = True
+                        yield response
+                else:
+                    yield await call
+            except grpc.aio.AioRpcError as error:
+                self._finished(node.address, error)
+                if relayed or error.code() not in _RETRYABLE:
+                    await context.abort(error.code(), error.details() or "")
+                log.info("router %s: %s on %s (%s): %s; trying another node", self.router_id, rpc.path,
+                         node.node_id, node.address, error.code().name)
+                errors.append(error)
+                continue
+            except BaseException:
+                self._finished(node.address, None)
+                raise
+            self._finished(node.address, None)
+            return
+        if errors and all(e.code() is grpc.StatusCode.RESOURCE_EXHAUSTED for e in errors):
+            raise Overloaded(f"every node serving {rpc.service} is full ({len(errors)} tried); retry with backoff")
+        raise Unavailable(f"no node could take the {rpc.service} request; tried {len(tried)}: "
+                          + "; ".join(f"{e.code().name}: {e.details()}" for e in errors[-3:]))
+
+    def _invoke(self, rpc: Rpc, address: str, request: Any, timeout: float | None,
+                metadata: list[tuple[str, str | bytes]]) -> Any:
+        channel = self._channel(address)
+        if rpc.client_streaming and rpc.server_streaming:
+            return channel.stream_stream(rpc.path)(request, timeout=timeout, metadata=metadata)
+        if rpc.client_streaming:
+            return channel.stream_unary(rpc.path)(request, timeout=timeout, metadata=metadata)
+        if rpc.server_streaming:
+            return channel.unary_stream(rpc.path)(request, timeout=timeout, metadata=metadata)
+        return channel.unary_unary(rpc.path)(request, timeout=timeout, metadata=metadata)
+
+
+READ_AHEAD = 64
+"""Client messages a committed stream reads ahead of the node (flow control does the rest)."""
+
+
+class _Feed:
+    """The client's side of a streaming call, kept until the first response is relayed, so an
+    attempt on another node can replay it from the start."""
+
+    def __init__(self, source: AsyncIterator[bytes]) -> None:
+        self._source = aiter(source)
+        self._kept: list[bytes] = []
+        self._dropped = 0  # messages forgotten after commit
+        self._done = False
+        self._committed = False
+        self._arrived = asyncio.Event()
+        self._space = asyncio.Event()
+        self._pump: asyncio.Task[None] | None = None
+
+    async def first(self) -> bytes | None:
+        message = await anext(self._source, None)
+        if message is not None:
+            self._kept.append(message)
+            self._pump = asyncio.create_task(self._read())
+        else:
+            self._done = True
+        return message
+
+    def commit(self) -> None:
+        self._committed = True
+
+    def close(self) -> None:
+        if self._pump is not None:
+            self._pump.cancel()
+
+    async def replay(self) -> AsyncIterator[bytes]:
+        index = self._dropped
+        while True:
+            if index - self._dropped < len(self._kept):
+                message = self._kept[index - self._dropped]
+                index += 1
+                if self._committed:  # nobody will replay any more: let go of what was sent
+                    del self._kept[: index - self._dropped]
+                    self._dropped = index
+                    self._space.set()
+                yield message
+            elif self._done:
+                return
+            else:
+                self._arrived.clear()
+                await self._arrived.wait()
+
+    async def _read(self) -> None:
+        try:
+            async for message in self._source:
+                self._kept.append(message)
+                self._arrived.set()
+                while self._committed and len(self._kept) >= READ_AHEAD:
+                    self._space.clear()
+                    await self._space.wait()
+        finally:
+            self._done = True
+            self._arrived.set()

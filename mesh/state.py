@@ -1,0 +1,151 @@
+"""What a router knows of the mesh, as immutable values changed by one small pure function per event."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from lanai.mesh.circuit import Circuit
+
+
+class NodeState(enum.Enum):
+    UP = "up"
+    """Described and reporting load: takes work."""
+    SUSPECT = "suspect"
+    """Its circuit is open after failed calls; probed back after a cool-down."""
+    DOWN = "down"
+    """Not reachable (load stream broken, never connected)."""
+    REFUSED = "refused"
+    """Outside the premises policy: never contacted, never given work."""
+    DRAINING = "draining"
+    """Shutting down: finishing work, taking none."""
+
+
+@dataclass(frozen=True)
+class ServiceView:
+    """A service a node hosts, as its Describe said."""
+
+    slots: int
+    max_queue: int
+    models: tuple[str, ...]
+    default_model: str
+
+
+@dataclass(frozen=True)
+class LoadView:
+    """A service's load, as the node's last report said."""
+
+    in_flight: int
+    queued: int
+    open_streams: int = 0
+
+
+@dataclass(frozen=True)
+class NodeView:
+    address: str
+    """host:port the router dials; the key of the node in the mesh."""
+    source: str
+    """How it was found: "local", "static", "mdns", "dns"."""
+    node_id: str = ""
+    """Known once described (or from the mDNS TXT record)."""
+    state: NodeState = NodeState.DOWN
+    reason: str = "discovered; connecting"
+    services: Mapping[str, ServiceView] = field(default_factory=dict)
+    load: Mapping[str, LoadView] = field(default_factory=dict)
+    throughput: Mapping[tuple[str, str], float] = field(default_factory=dict)
+    """(service, model) -> measured work units per second (audio s/s, tokens/s, images/s)."""
+    router_in_flight: int = 0
+    """Calls this router has sent to the node and not yet seen finish."""
+    circuit: Circuit = field(default_factory=Circuit)
+    since: float = 0.0
+    """Clock reading of the last state change."""
+    description: Any = None
+    """The last Describe response as received (for ListNodes); placement never reads it."""
+    last_load: Any = None
+    """The last LoadReport as received (for ListNodes)."""
+
+
+@dataclass(frozen=True)
+class MeshState:
+    nodes: Mapping[str, NodeView] = field(default_factory=dict)
+
+    def by_id(self, node_id: str) -> NodeView | None:
+        return next((n for n in self.nodes.values() if n.node_id == node_id), None)
+
+
+def _put(state: MeshState, node: NodeView) -> MeshState:
+    return MeshState({**state.nodes, node.address: node})
+
+
+def discovered(state: MeshState, address: str, source: str, *, allowed: bool, now: float,
+               node_id: str = "") -> MeshState:
+    """A discovery backend reported the address. Known nodes keep their state."""
+    if address in state.nodes:
+        return state
+    if not allowed:
+        return _put(state, NodeView(address, source, node_id, NodeState.REFUSED,
+                                    "address outside the premises allow-list: never used", since=now))
+    return _put(state, NodeView(address, source, node_id, since=now))
+
+
+def forgotten(state: MeshState, address: str) -> MeshState:
+    """Discovery says the node is gone for good (mDNS goodbye): drop it."""
+    return MeshState({a: n for a, n in state.nodes.items() if a != address})
+
+
+def described(state: MeshState, address: str, node_id: str, services: Mapping[str, ServiceView],
+              throughput: Mapping[tuple[str, str], float], raw: Any = None) -> MeshState:
+    node = state.nodes.get(address)
+    if node is None or node.state is NodeState.REFUSED:
+        return state
+    return _put(state, replace(node, node_id=node_id, services=dict(services),
+                               throughput={**throughput, **node.throughput}, description=raw))
+
+
+def load_reported(state: MeshState, address: str, load: Mapping[str, LoadView],
+                  throughput: Mapping[tuple[str, str], float], *, draining: bool, now: float,
+                  raw: Any = None) -> MeshState:
+    """A load report arrived: the node is up (or draining) and this is how busy it is."""
+    node = state.nodes.get(address)
+    if node is None or node.state is NodeState.REFUSED:
+        return state
+    if draining:
+        new_state, reason = NodeState.DRAINING, "shutting down"
+    elif node.circuit.is_open():
+        new_state, reason = NodeState.SUSPECT, node.reason
+    else:
+        new_state, reason = NodeState.UP, ""
+    since = now if new_state is not node.state else node.since
+    return _put(state, replace(node, state=new_state, reason=reason, load=dict(load), since=since,
+                               throughput={**node.throughput, **{k: v for k, v in throughput.items() if v > 0}},
+                               last_load=raw))
+
+
+def lost(state: MeshState, address: str, reason: str, now: float) -> MeshState:
+    """The node stopped answering (load stream broke, connect failed)."""
+    node = state.nodes.get(address)
+    if node is None or node.state is NodeState.REFUSED:
+        return state
+    return _put(state, replace(node, state=NodeState.DOWN, reason=reason, load={}, since=now))
+
+
+def call_started(state: MeshState, address: str, now: float) -> MeshState:
+    node = state.nodes[address]
+    return _put(state, replace(node, router_in_flight=node.router_in_flight + 1, circuit=node.circuit.started(now)))
+
+
+def call_finished(state: MeshState, address: str, *, node_failed: bool, now: float) -> MeshState:
+    """A call ended. `node_failed`: the node could not be reached or broke the call (circuit counts it);
+    a refusal because it is full, or a bad request, is not the node's failure."""
+    node = state.nodes.get(address)
+    if node is None:
+        return state
+    circuit = node.circuit.failed(now) if node_failed else node.circuit.succeeded()
+    new = replace(node, router_in_flight=max(0, node.router_in_flight - 1), circuit=circuit)
+    if circuit.is_open() and node.state is NodeState.UP:
+        new = replace(new, state=NodeState.SUSPECT, reason=f"{circuit.failures} failed calls in a row", since=now)
+    elif not circuit.is_open() and node.state is NodeState.SUSPECT:
+        new = replace(new, state=NodeState.UP, reason="", since=now)
+    return _put(state, new)

@@ -1,0 +1,361 @@
+"""lanai.mesh.placement: filter -> score -> pick over a MeshState snapshot, with `now` and `rng` passed in."""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from collections.abc import Sequence
+
+import pytest
+
+from lanai.mesh.circuit import Circuit
+from lanai.mesh.placement import (
+    POLICIES,
+    UNKNOWN_SPEED,
+    Need,
+    NoCandidate,
+    eligible,
+    expected_wait,
+    least_loaded,
+    random_choice,
+    rank,
+    round_robin,
+)
+from lanai.mesh.state import LoadView, MeshState, NodeState, NodeView, ServiceView
+
+NOW = 1000.0
+SEEDS = range(400)
+SPEECH = Need("speech")
+
+
+def svc(slots: int = 1, models: tuple[str, ...] = ("whisper-base", "whisper-small"),
+        default: str = "whisper-base") -> ServiceView:
+    return ServiceView(slots=slots, max_queue=8, models=models, default_model=default)
+
+
+def node(address: str, *, state: NodeState = NodeState.UP, node_id: str = "", slots: int = 1,
+         services: dict[str, ServiceView] | None = None, in_flight: int | None = None, queued: int = 0,
+         router_in_flight: int = 0, speed: float | None = None, throughput: dict[tuple[str, str], float] | None = None,
+         circuit: Circuit | None = None) -> NodeView:
+    load = {} if in_flight is None else {"speech": LoadView(in_flight, queued)}
+    tp = dict(throughput or {})
+    if speed is not None:
+        tp[("speech", "whisper-base")] = speed
+    return NodeView(address, "static", node_id, state, "",
+                    services if services is not None else {"speech": svc(slots)},
+                    load, tp, router_in_flight, circuit or Circuit(), 0.0)
+
+
+def mesh(*nodes: NodeView) -> MeshState:
+    return MeshState({n.address: n for n in nodes})
+
+
+def addresses(nodes: Sequence[NodeView]) -> list[str]:
+    return [n.address for n in nodes]
+
+
+def open_circuit(at: float) -> Circuit:
+    return Circuit(3, at, False)
+
+
+# --- eligible ---------------------------------------------------------------------------------------------------
+
+
+def test_eligible_filters_by_service() -> None:
+    lang = node("10.0.0.2:1", services={"language": svc(models=("llama",), default="llama")})
+    both = node("10.0.0.3:1", services={"speech": svc(), "language": svc(models=("llama",), default="llama")})
+    s = mesh(node("10.0.0.1:1"), lang, both)
+    assert sorted(addresses(eligible(s, SPEECH, NOW))) == ["10.0.0.1:1", "10.0.0.3:1"]
+    assert sorted(addresses(eligible(s, Need("language"), NOW))) == ["10.0.0.2:1", "10.0.0.3:1"]
+
+
+def test_no_node_for_the_service_names_it() -> None:
+    s = mesh(node("10.0.0.1:1"))
+    with pytest.raises(NoCandidate, match="vision") as info:
+        eligible(s, Need("vision"), NOW)
+    assert "--services vision" in str(info.value)
+    with pytest.raises(NoCandidate, match="speech"):
+        eligible(MeshState(), SPEECH, NOW)
+
+
+def test_a_refused_node_does_not_count_as_serving() -> None:
+    s = mesh(node("8.8.8.8:1", state=NodeState.REFUSED))
+    with pytest.raises(NoCandidate, match="no node on the mesh serves speech"):
+        eligible(s, SPEECH, NOW)
+
+
+def test_eligible_filters_by_a_named_model() -> None:
+    small_only = node("10.0.0.2:1", services={"speech": svc(models=("whisper-small",), default="whisper-small")})
+    base_only = node("10.0.0.3:1", services={"speech": svc(models=("whisper-base",))})
+    s = mesh(node("10.0.0.1:1"), small_only, base_only)
+    assert sorted(addresses(eligible(s, Need("speech", "whisper-small"), NOW))) == ["10.0.0.1:1", "10.0.0.2:1"]
+    assert sorted(addresses(eligible(s, Need("speech", "whisper-base"), NOW))) == ["10.0.0.1:1", "10.0.0.3:1"]
+    assert sorted(addresses(eligible(s, SPEECH, NOW))) == ["10.0.0.1:1", "10.0.0.2:1", "10.0.0.3:1"]
+
+
+def test_a_missing_model_is_named_with_the_models_on_the_mesh() -> None:
+    a = node("10.0.0.1:1", services={"speech": svc(models=("whisper-small", "whisper-base"))})
+    b = node("10.0.0.2:1", state=NodeState.DOWN,
+             services={"speech": svc(models=("whisper-tiny", "whisper-base"), default="whisper-tiny")})
+    lang = node("10.0.0.3:1", services={"language": svc(models=("llama",), default="llama")})
+    with pytest.raises(NoCandidate) as info:
+        eligible(mesh(a, b, lang), Need("speech", "whisper-large"), NOW)
+    message = str(info.value)
+    assert "'whisper-large'" in message and "speech" in message
+    assert "whisper-base, whisper-small, whisper-tiny" in message
+    assert "llama" not in message
+
+
+@pytest.mark.parametrize("state", [NodeState.DOWN, NodeState.DRAINING, NodeState.REFUSED])
+def test_down_draining_and_refused_nodes_are_never_eligible(state: NodeState) -> None:
+    s = mesh(node("10.0.0.1:1"), node("10.0.0.2:1", state=state))
+    assert addresses(eligible(s, SPEECH, NOW)) == ["10.0.0.1:1"]
+
+
+def test_up_and_suspect_nodes_whose_circuit_allows_are_eligible() -> None:
+    s = mesh(node("10.0.0.1:1"), node("10.0.0.2:1", state=NodeState.SUSPECT, circuit=open_circuit(NOW - 10.0)))
+    assert sorted(addresses(eligible(s, SPEECH, NOW))) == ["10.0.0.1:1", "10.0.0.2:1"]
+
+
+def test_a_suspect_node_waits_out_its_cool_down_and_takes_one_probe() -> None:
+    cooling = node("10.0.0.2:1", state=NodeState.SUSPECT, circuit=open_circuit(NOW - 1.0))
+    assert addresses(eligible(mesh(node("10.0.0.1:1"), cooling), SPEECH, NOW)) == ["10.0.0.1:1"]
+    assert sorted(addresses(eligible(mesh(node("10.0.0.1:1"), cooling), SPEECH, NOW + 1.0))) == [
+        "10.0.0.1:1", "10.0.0.2:1"]
+    probing = node("10.0.0.2:1", state=NodeState.SUSPECT, circuit=Circuit(3, NOW - 10.0, True))
+    assert addresses(eligible(mesh(node("10.0.0.1:1"), probing), SPEECH, NOW)) == ["10.0.0.1:1"]
+
+
+def test_nothing_available_lists_the_node_states() -> None:
+    s = mesh(node("10.0.0.1:1", state=NodeState.DOWN, node_id="alpha"),
+             node("10.0.0.2:1", state=NodeState.DRAINING, node_id="bravo"),
+             node("10.0.0.3:1", state=NodeState.SUSPECT, circuit=open_circuit(NOW)),
+             node("10.0.0.9:1", services={"language": svc(models=("llama",), default="llama")}, node_id="lang"))
+    with pytest.raises(NoCandidate) as info:
+        eligible(s, SPEECH, NOW)
+    message = str(info.value)
+    assert "speech" in message
+    assert "alpha down" in message
+    assert "bravo draining" in message
+    assert "10.0.0.3:1 suspect" in message  # no id yet: the address stands in
+    assert "lang" not in message
+
+
+def test_eligible_does_not_change_the_state() -> None:
+    s = mesh(node("10.0.0.1:1"), node("10.0.0.2:1", state=NodeState.DOWN))
+    before = dict(s.nodes)
+    eligible(s, SPEECH, NOW)
+    assert dict(s.nodes) == before
+
+
+# --- expected_wait ----------------------------------------------------------------------------------------------
+
+
+def test_an_idle_single_slot_node_costs_one_request_over_its_speed() -> None:
+    assert expected_wait(node("a", in_flight=0, speed=4.0), SPEECH) == pytest.approx(0.25)
+    assert expected_wait(node("a", speed=4.0), SPEECH) == pytest.approx(0.25)  # no load report yet
+
+
+def test_reported_work_ahead_is_spread_over_slots_and_divided_by_speed() -> None:
+    n = node("a", slots=2, in_flight=3, queued=2, router_in_flight=1, speed=4.0)
+    assert expected_wait(n, SPEECH) == pytest.approx((3 + 2 + 1) / 2 / 4.0)
+
+
+def test_the_router_own_calls_count_when_larger_than_the_report() -> None:
+    n = node("a", slots=1, in_flight=1, queued=0, router_in_flight=4, speed=2.0)
+    assert expected_wait(n, SPEECH) == pytest.approx((4 + 1) / 1 / 2.0)
+    no_report = node("a", slots=1, router_in_flight=2, speed=1.0)
+    assert expected_wait(no_report, SPEECH) == pytest.approx(3.0)
+
+
+def test_the_larger_of_report_and_router_is_taken_not_the_sum() -> None:
+    n = node("a", slots=1, in_flight=3, queued=1, router_in_flight=2, speed=1.0)
+    assert expected_wait(n, SPEECH) == pytest.approx(5.0)
+
+
+def test_load_of_another_service_is_not_work_ahead() -> None:
+    n = NodeView("a", "static", "", NodeState.UP, "", {"speech": svc(), "language": svc(models=("llama",))},
+                 {"language": LoadView(7, 7)}, {("speech", "whisper-base"): 2.0})
+    assert expected_wait(n, SPEECH) == pytest.approx(0.5)
+
+
+def test_a_request_that_gets_a_free_slot_costs_one_unit_of_work() -> None:
+    n = node("a", slots=4, in_flight=1, speed=2.0)
+    assert expected_wait(n, SPEECH) == pytest.approx(1.0 / 2.0)
+    full = node("a", slots=4, in_flight=4, queued=2, speed=2.0)
+    assert expected_wait(full, SPEECH) == pytest.approx((6 + 1) / 4 / 2.0)
+
+
+def test_a_named_model_uses_its_own_throughput() -> None:
+    tp = {("speech", "whisper-base"): 8.0, ("speech", "whisper-small"): 2.0}
+    n = node("a", in_flight=1, throughput=tp)
+    assert expected_wait(n, Need("speech", "whisper-small")) == pytest.approx(2.0 / 2.0)
+    assert expected_wait(n, Need("speech", "whisper-base")) == pytest.approx(2.0 / 8.0)
+    assert expected_wait(n, SPEECH) == pytest.approx(2.0 / 8.0)  # "" is the default model
+
+
+def test_the_default_model_is_the_node_s_own_default() -> None:
+    n = node("a", services={"speech": svc(default="whisper-small")},
+             throughput={("speech", "whisper-base"): 8.0, ("speech", "whisper-small"): 2.0})
+    assert expected_wait(n, SPEECH) == pytest.approx(1.0 / 2.0)
+
+
+def test_unknown_throughput_uses_unknown_speed() -> None:
+    assert UNKNOWN_SPEED == 1.0
+    assert expected_wait(node("a", in_flight=2), SPEECH) == pytest.approx(3.0)
+    only_base = node("a", in_flight=2, speed=6.0)
+    assert expected_wait(only_base, Need("speech", "whisper-small")) == pytest.approx(3.0)  # not the default's speed
+    zero = node("a", in_flight=2, speed=0.0)
+    assert expected_wait(zero, SPEECH) == pytest.approx(3.0)  # a zero is "not measured", not a division by zero
+
+
+def test_zero_slots_does_not_divide_by_zero() -> None:
+    assert expected_wait(node("a", slots=0, in_flight=2, speed=1.0), SPEECH) == pytest.approx(3.0)
+
+
+# --- least_loaded -----------------------------------------------------------------------------------------------
+
+
+def test_a_faster_node_with_the_same_load_ranks_first() -> None:
+    slow = node("10.0.0.1:1", in_flight=1, speed=10.0)
+    fast = node("10.0.0.2:1", in_flight=1, speed=20.0)
+    for seed in SEEDS:
+        assert addresses(least_loaded([slow, fast], SPEECH, random.Random(seed), 0)) == ["10.0.0.2:1", "10.0.0.1:1"]
+
+
+def test_a_loaded_node_ranks_after_an_idle_one() -> None:
+    loaded = node("10.0.0.1:1", in_flight=1, queued=1, speed=1.0)
+    idle = node("10.0.0.2:1", in_flight=0, speed=1.0)
+    busy_here = node("10.0.0.3:1", router_in_flight=2, speed=1.0)
+    for seed in SEEDS:
+        assert addresses(least_loaded([loaded, busy_here, idle], SPEECH, random.Random(seed), 0))[0] == "10.0.0.2:1"
+
+
+def test_clearly_different_nodes_come_in_score_order() -> None:
+    nodes = [node("10.0.0.4:1", in_flight=7), node("10.0.0.2:1", in_flight=1),
+             node("10.0.0.1:1", in_flight=0), node("10.0.0.3:1", in_flight=3)]
+    for seed in range(50):
+        assert addresses(least_loaded(nodes, SPEECH, random.Random(seed), 0)) == [
+            "10.0.0.1:1", "10.0.0.2:1", "10.0.0.3:1", "10.0.0.4:1"]
+
+
+def test_near_equal_picks_vary_with_the_seed_but_never_the_clearly_worse_node() -> None:
+    equal = [node(f"10.0.0.{i}:1", in_flight=0, speed=5.0) for i in (1, 2, 3)]
+    worse = node("10.0.0.4:1", in_flight=1, speed=5.0)  # twice the wait
+    candidates = [*equal, worse]
+    firsts = Counter(least_loaded(candidates, SPEECH, random.Random(seed), 0)[0].address for seed in SEEDS)
+    assert set(firsts) == {"10.0.0.1:1", "10.0.0.2:1", "10.0.0.3:1"}
+    assert min(firsts.values()) >= len(SEEDS) // 6  # spread: about a third each
+    for seed in SEEDS:  # the same seed, the same pick; the worse node last
+        first = least_loaded(candidates, SPEECH, random.Random(seed), 0)
+        assert addresses(first) == addresses(least_loaded(candidates, SPEECH, random.Random(seed), 0))
+        assert first[-1].address == "10.0.0.4:1"
+
+
+@pytest.mark.xfail(strict=True, reason="bug: near-equal scores are not treated as equal: the power-of-two pick "
+                                       "compares exact waits, so of two nodes within NEAR_EQUAL the marginally "
+                                       "faster one is always first (routers herd onto it)")
+def test_two_near_equal_nodes_are_both_picked_over_many_seeds() -> None:
+    a = node("10.0.0.1:1", in_flight=0, speed=10.0)  # wait 0.100
+    b = node("10.0.0.2:1", in_flight=0, speed=9.5)  # wait 0.105: within 15% of a
+    firsts = Counter(least_loaded([a, b], SPEECH, random.Random(seed), 0)[0].address for seed in SEEDS)
+    assert set(firsts) == {"10.0.0.1:1", "10.0.0.2:1"}
+
+
+def test_least_loaded_returns_every_candidate_once() -> None:
+    candidates = [node("10.0.0.5:1", in_flight=0), node("10.0.0.1:1", in_flight=0), node("10.0.0.3:1", in_flight=2),
+                  node("10.0.0.2:1", in_flight=0, speed=1.1), node("10.0.0.4:1", router_in_flight=9)]
+    given = list(candidates)
+    for seed in range(100):
+        ranked = least_loaded(candidates, SPEECH, random.Random(seed), seed)
+        assert sorted(addresses(ranked)) == sorted(addresses(given))
+        assert addresses(ranked)[-2:] == ["10.0.0.3:1", "10.0.0.4:1"]
+    assert candidates == given
+
+
+def test_least_loaded_with_one_or_no_candidates() -> None:
+    only = node("10.0.0.1:1", in_flight=5)
+    assert least_loaded([only], SPEECH, random.Random(0), 0) == [only]
+    assert least_loaded([], SPEECH, random.Random(0), 0) == []
+
+
+# --- round_robin and random -------------------------------------------------------------------------------------
+
+
+def test_round_robin_rotates_by_turn_over_address_sorted_candidates() -> None:
+    candidates = [node("10.0.0.3:1"), node("10.0.0.1:1", in_flight=9), node("10.0.0.2:1")]
+    rng = random.Random(0)
+    assert addresses(round_robin(candidates, SPEECH, rng, 0)) == ["10.0.0.1:1", "10.0.0.2:1", "10.0.0.3:1"]
+    assert addresses(round_robin(candidates, SPEECH, rng, 1)) == ["10.0.0.2:1", "10.0.0.3:1", "10.0.0.1:1"]
+    assert addresses(round_robin(candidates, SPEECH, rng, 2)) == ["10.0.0.3:1", "10.0.0.1:1", "10.0.0.2:1"]
+    assert addresses(round_robin(candidates, SPEECH, rng, 3)) == ["10.0.0.1:1", "10.0.0.2:1", "10.0.0.3:1"]
+
+
+def test_round_robin_puts_each_node_first_exactly_once_per_n_turns() -> None:
+    candidates = [node(f"10.0.0.{i}:1", in_flight=i) for i in (4, 1, 5, 2, 3)]
+    for start in (0, 7, 100):
+        firsts = [round_robin(candidates, SPEECH, random.Random(t), t)[0].address for t in range(start, start + 5)]
+        assert sorted(firsts) == [f"10.0.0.{i}:1" for i in (1, 2, 3, 4, 5)]
+
+
+def test_round_robin_ignores_the_rng_and_handles_no_candidates() -> None:
+    candidates = [node("10.0.0.2:1"), node("10.0.0.1:1")]
+    orders = {tuple(addresses(round_robin(candidates, SPEECH, random.Random(seed), 1))) for seed in range(20)}
+    assert orders == {("10.0.0.2:1", "10.0.0.1:1")}
+    assert round_robin([], SPEECH, random.Random(0), 3) == []
+
+
+def test_random_choice_is_a_seeded_permutation_spread_over_nodes() -> None:
+    candidates = [node(f"10.0.0.{i}:1") for i in (1, 2, 3, 4)]
+    given = list(candidates)
+    firsts: Counter[str] = Counter()
+    for seed in SEEDS:
+        order = random_choice(candidates, SPEECH, random.Random(seed), 0)
+        assert sorted(addresses(order)) == sorted(addresses(given))
+        assert order == random_choice(candidates, SPEECH, random.Random(seed), 0)
+        firsts[order[0].address] += 1
+    assert candidates == given
+    assert set(firsts) == set(addresses(given))
+    assert min(firsts.values()) >= len(SEEDS) // 8
+
+
+# --- rank -------------------------------------------------------------------------------------------------------
+
+
+def test_the_policies_by_name() -> None:
+    assert POLICIES == {"least-loaded": least_loaded, "round-robin": round_robin, "random": random_choice}
+
+
+def test_rank_ranks_only_eligible_nodes_with_the_named_policy() -> None:
+    s = mesh(node("10.0.0.1:1", in_flight=3), node("10.0.0.2:1", in_flight=0),
+             node("10.0.0.3:1", state=NodeState.DOWN), node("10.0.0.4:1", state=NodeState.DRAINING),
+             node("10.0.0.5:1", in_flight=1))
+    ll = rank(s, SPEECH, policy="least-loaded", now=NOW, rng=random.Random(1), turn=0)
+    assert addresses(ll) == ["10.0.0.2:1", "10.0.0.5:1", "10.0.0.1:1"]
+    rr = rank(s, SPEECH, policy="round-robin", now=NOW, rng=random.Random(1), turn=1)
+    assert addresses(rr) == ["10.0.0.2:1", "10.0.0.5:1", "10.0.0.1:1"]
+    rr = rank(s, SPEECH, policy="round-robin", now=NOW, rng=random.Random(1), turn=2)
+    assert addresses(rr) == ["10.0.0.5:1", "10.0.0.1:1", "10.0.0.2:1"]
+    rnd = rank(s, SPEECH, policy="random", now=NOW, rng=random.Random(1), turn=0)
+    assert sorted(addresses(rnd)) == ["10.0.0.1:1", "10.0.0.2:1", "10.0.0.5:1"]
+
+
+def test_rank_includes_a_suspect_node_once_its_cool_down_is_over() -> None:
+    s = mesh(node("10.0.0.1:1", in_flight=4),
+             node("10.0.0.2:1", state=NodeState.SUSPECT, circuit=open_circuit(NOW)))
+    early = rank(s, SPEECH, policy="least-loaded", now=NOW + 1.0, rng=random.Random(0), turn=0)
+    assert addresses(early) == ["10.0.0.1:1"]
+    later = rank(s, SPEECH, policy="least-loaded", now=NOW + 2.0, rng=random.Random(0), turn=0)
+    assert addresses(later) == ["10.0.0.2:1", "10.0.0.1:1"]
+
+
+def test_rank_raises_no_candidate_when_nothing_can_take_it() -> None:
+    s = mesh(node("10.0.0.1:1", state=NodeState.DOWN))
+    for policy in POLICIES:
+        with pytest.raises(NoCandidate, match="unavailable"):
+            rank(s, SPEECH, policy=policy, now=NOW, rng=random.Random(0), turn=0)
+
+
+def test_rank_refuses_an_unknown_policy() -> None:
+    with pytest.raises((KeyError, ValueError)):
+        rank(mesh(node("10.0.0.1:1")), SPEECH, policy="fastest", now=NOW, rng=random.Random(0), turn=0)
