@@ -10,8 +10,9 @@ from dataclasses import dataclass
 from lanai.mesh.state import MeshState, NodeState, NodeView
 
 NEAR_EQUAL = 1.15
-"""Scores within this factor of the best count as equal: power-of-two-choices among them
-keeps several routers from herding onto the same node."""
+"""Scores within this factor of the best count as equal. Among them, power-of-two-choices on
+this router's own in-flight calls (fresher than any load report) keeps several routers from
+herding onto the same node."""
 UNKNOWN_SPEED = 1.0
 """Work units per second assumed for a model no measurement exists for yet."""
 
@@ -65,15 +66,16 @@ Policy = Callable[[Sequence[NodeView], Need, random.Random, int], list[NodeView]
 
 
 def least_loaded(candidates: Sequence[NodeView], need: Need, rng: random.Random, turn: int) -> list[NodeView]:
-    """Best expected wait first; among near-equals, the better of two picked at random."""
+    """Best expected wait first; among near-equals, two picked at random and the one with fewer
+    of this router's calls in flight goes first (a coin decides a tie)."""
     ranked = sorted(candidates, key=lambda n: (expected_wait(n, need), n.address))
     if len(ranked) < 2:
         return ranked
     best = expected_wait(ranked[0], need)
     near = [n for n in ranked if expected_wait(n, need) <= best * NEAR_EQUAL]
     if len(near) >= 2:
-        a, b = rng.sample(near, 2)
-        first = min((a, b), key=lambda n: expected_wait(n, need))
+        a, b = rng.sample(near, 2)  # random order: on a tie the first sampled wins
+        first = b if b.router_in_flight < a.router_in_flight else a
         ranked.remove(first)
         ranked.insert(0, first)
     return ranked

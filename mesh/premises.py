@@ -23,7 +23,10 @@ class Premises:
     networks: tuple[Network, ...]
 
     @classmethod
-    def parse(cls, cidrs: Iterable[str] = DEFAULT_ALLOWED) -> Premises:
+    def parse(cls, cidrs: Iterable[str] | str = DEFAULT_ALLOWED) -> Premises:
+        """CIDRs as a list, or one comma-separated string."""
+        if isinstance(cidrs, str):
+            cidrs = cidrs.split(",")
         try:
             return cls(tuple(ipaddress.ip_network(c.strip(), strict=False) for c in cidrs if c.strip()))
         except ValueError as exc:

@@ -72,7 +72,7 @@ class MeshState:
     nodes: Mapping[str, NodeView] = field(default_factory=dict)
 
     def by_id(self, node_id: str) -> NodeView | None:
-        return next((n for n in self.nodes.values() if n.node_id == node_id), None)
+        return next((n for n in self.nodes.values() if node_id and n.node_id == node_id), None)
 
 
 def _put(state: MeshState, node: NodeView) -> MeshState:
@@ -100,8 +100,9 @@ def described(state: MeshState, address: str, node_id: str, services: Mapping[st
     node = state.nodes.get(address)
     if node is None or node.state is NodeState.REFUSED:
         return state
+    fresh = {k: v for k, v in throughput.items() if v > 0}  # a restarted node's own measurement wins
     return _put(state, replace(node, node_id=node_id, services=dict(services),
-                               throughput={**throughput, **node.throughput}, description=raw))
+                               throughput={**node.throughput, **fresh}, description=raw))
 
 
 def load_reported(state: MeshState, address: str, load: Mapping[str, LoadView],
@@ -114,7 +115,7 @@ def load_reported(state: MeshState, address: str, load: Mapping[str, LoadView],
     if draining:
         new_state, reason = NodeState.DRAINING, "shutting down"
     elif node.circuit.is_open():
-        new_state, reason = NodeState.SUSPECT, node.reason
+        new_state, reason = NodeState.SUSPECT, f"{node.circuit.failures} failed calls in a row"
     else:
         new_state, reason = NodeState.UP, ""
     since = now if new_state is not node.state else node.since
@@ -132,7 +133,9 @@ def lost(state: MeshState, address: str, reason: str, now: float) -> MeshState:
 
 
 def call_started(state: MeshState, address: str, now: float) -> MeshState:
-    node = state.nodes[address]
+    node = state.nodes.get(address)
+    if node is None:
+        return state
     return _put(state, replace(node, router_in_flight=node.router_in_flight + 1, circuit=node.circuit.started(now)))
 
 

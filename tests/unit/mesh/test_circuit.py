@@ -126,3 +126,9 @@ def test_circuits_are_immutable_values() -> None:
     assert o == Circuit(3, T0, False)
     with pytest.raises(dataclasses.FrozenInstanceError):
         c.failures = 5  # type: ignore[misc]
+
+
+def test_a_failed_probe_reopens_whatever_the_failure_count() -> None:
+    tripped_early = Circuit().failed(T0, threshold=1)  # open after one failure
+    c = tripped_early.started(T0 + 3.0).failed(T0 + 4.0)  # the default threshold of 3 is not reached
+    assert c.is_open() and c.opened_at == T0 + 4.0

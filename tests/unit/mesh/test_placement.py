@@ -252,9 +252,6 @@ def test_near_equal_picks_vary_with_the_seed_but_never_the_clearly_worse_node() 
         assert first[-1].address == "10.0.0.4:1"
 
 
-@pytest.mark.xfail(strict=True, reason="bug: near-equal scores are not treated as equal: the power-of-two pick "
-                                       "compares exact waits, so of two nodes within NEAR_EQUAL the marginally "
-                                       "faster one is always first (routers herd onto it)")
 def test_two_near_equal_nodes_are_both_picked_over_many_seeds() -> None:
     a = node("10.0.0.1:1", in_flight=0, speed=10.0)  # wait 0.100
     b = node("10.0.0.2:1", in_flight=0, speed=9.5)  # wait 0.105: within 15% of a
