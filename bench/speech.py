@@ -230,7 +230,7 @@ async def running_node(home: Path, model: str, spec: NodeSpec, log_path: Path) -
             "--log-level", "WARNING", "node", "--host", "127.0.0.1", "--port", "0", "--metrics-port", "-1",
             "--home", str(home), "--node-id", "bench", "--speech-models", model,
             "--speech-slots", str(spec.slots), "--speech-threads", str(spec.threads),
-            "--speech-queue", "64", "--grace", "1"]
+            "--speech-queue", "64", "--grace", "1", "--discovery", "none", "--no-router"]
     with log_path.open("wb") as log:
         proc = await asyncio.create_subprocess_exec(*args, stdout=asyncio.subprocess.PIPE, stderr=log,
                                                     env={**os.environ, "HF_HUB_OFFLINE": "1"})

@@ -14,7 +14,7 @@ NEAR_EQUAL = 1.15
 this router's own in-flight calls (fresher than any load report) keeps several routers from
 herding onto the same node."""
 UNKNOWN_SPEED = 1.0
-"""Work units per second assumed for a model no measurement exists for yet."""
+"""Work units per second assumed when no candidate has a measurement for the model."""
 
 
 @dataclass(frozen=True)
@@ -50,16 +50,28 @@ def eligible(state: MeshState, need: Need, now: float) -> list[NodeView]:
     return ready
 
 
-def expected_wait(node: NodeView, need: Need) -> float:
+def speed(node: NodeView, need: Need) -> float:
+    """The node's measured work units per second for the model; 0 when unmeasured."""
+    return node.throughput.get((need.service, need.model or node.services[need.service].default_model), 0.0)
+
+
+def expected_wait(node: NodeView, need: Need, default_speed: float = UNKNOWN_SPEED) -> float:
     """Seconds-like cost of sending one more request: the work already ahead of it
     (the larger of the node's reported load and this router's own in-flight calls), spread
-    over the node's slots, divided by the node's measured speed for the model."""
+    over the node's slots, divided by the node's measured speed for the model (or
+    `default_speed` when it has none)."""
     service = node.services[need.service]
     load = node.load.get(need.service)
     reported = load.in_flight + load.queued if load else 0
     ahead = max(reported, node.router_in_flight)
-    speed = node.throughput.get((need.service, need.model or service.default_model)) or UNKNOWN_SPEED
-    return max(1.0, (ahead + 1) / max(1, service.slots)) / speed
+    return max(1.0, (ahead + 1) / max(1, service.slots)) / (speed(node, need) or default_speed)
+
+
+def typical_speed(candidates: Sequence[NodeView], need: Need) -> float:
+    """The median measured speed among candidates: what an unmeasured node is assumed to do,
+    so it gets tried (and measured) instead of being starved by a unit mismatch."""
+    known = sorted(s for n in candidates if (s := speed(n, need)) > 0)
+    return known[len(known) // 2] if known else UNKNOWN_SPEED
 
 
 Policy = Callable[[Sequence[NodeView], Need, random.Random, int], list[NodeView]]
@@ -68,11 +80,12 @@ Policy = Callable[[Sequence[NodeView], Need, random.Random, int], list[NodeView]
 def least_loaded(candidates: Sequence[NodeView], need: Need, rng: random.Random, turn: int) -> list[NodeView]:
     """Best expected wait first; among near-equals, two picked at random and the one with fewer
     of this router's calls in flight goes first (a coin decides a tie)."""
-    ranked = sorted(candidates, key=lambda n: (expected_wait(n, need), n.address))
+    fallback = typical_speed(candidates, need)
+    wait = {n.address: expected_wait(n, need, fallback) for n in candidates}
+    ranked = sorted(candidates, key=lambda n: (wait[n.address], n.address))
     if len(ranked) < 2:
         return ranked
-    best = expected_wait(ranked[0], need)
-    near = [n for n in ranked if expected_wait(n, need) <= best * NEAR_EQUAL]
+    near = [n for n in ranked if wait[n.address] <= wait[ranked[0].address] * NEAR_EQUAL]
     if len(near) >= 2:
         a, b = rng.sample(near, 2)  # random order: on a tie the first sampled wins
         first = b if b.router_in_flight < a.router_in_flight else a

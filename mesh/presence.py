@@ -3,6 +3,7 @@ mDNS announcement."""
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -58,11 +59,14 @@ class MeshPresence:
         if router is not None and services:
             local = "127.0.0.1" if host in ("0.0.0.0", "::", "127.0.0.1", "localhost") else host
             router.found(f"{local}:{port}", "local", self.node_id)
+            # Ready means routable: the router has described its own node and follows its load.
+            await router.wait_until_up(f"{local}:{port}", timeout=30)
         if cfg.discovery == "static" and router is not None:
             self._discovery = StaticDiscovery(cfg.peers)
         elif cfg.discovery == "mdns":
-            addresses = choose_addresses(local_interfaces(), interface=cfg.interface,
-                                         advertise_address=cfg.advertise_address)
+            # A node listening on loopback is reachable only there: announce it only there.
+            pinned = cfg.advertise_address or (host if _is_loopback(host) and not cfg.interface else "")
+            addresses = choose_addresses(local_interfaces(), interface=cfg.interface, advertise_address=pinned)
             self._zeroconf = open_zeroconf(addresses)
             if services:
                 await advertise(self._zeroconf, service_info(self.node_id, addresses, port, services, metrics_port))
@@ -82,3 +86,10 @@ class MeshPresence:
     async def close(self) -> None:
         if self.router is not None:
             await self.router.close()
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"

@@ -76,6 +76,15 @@ class Router:
                                   on_described=self._described, on_load=self._loaded, on_lost=self._lost)
             self._watchers[address] = asyncio.create_task(watcher.run(), name=f"watch {address}")
 
+    async def wait_until_up(self, address: str, timeout: float) -> None:
+        """Return once the node at `address` is described and reporting load."""
+        deadline = self._clock() + timeout
+        while (node := self.state.nodes.get(address)) is None or node.state is not events.NodeState.UP:
+            if self._clock() > deadline:
+                reason = node.reason if node else "not discovered"
+                raise TimeoutError(f"node at {address} did not come up within {timeout:.0f} s: {reason}")
+            await asyncio.sleep(0.02)
+
     def gone(self, address: str) -> None:
         """Discovery says the node left for good (mDNS goodbye)."""
         task = self._watchers.pop(address, None)
@@ -126,9 +135,8 @@ class Router:
 
     # --- placement -------------------------------------------------------------------------
 
-    def _candidates(self, need: Need, tried: set[str]) -> list[NodeView]:
-        self._turn += 1
-        ranked = rank(self.state, need, policy=self.config.policy, now=self._clock(), rng=self._rng, turn=self._turn)
+    def _candidates(self, need: Need, tried: set[str], turn: int) -> list[NodeView]:
+        ranked = rank(self.state, need, policy=self.config.policy, now=self._clock(), rng=self._rng, turn=turn)
         return [n for n in ranked if n.address not in tried]
 
     def _started(self, address: str) -> None:
@@ -159,9 +167,10 @@ class Router:
                     if k not in _HOP_HEADERS and not k.startswith(":")] + [(FORWARDED, self.router_id)]
         tried: set[str] = set()
         errors: list[grpc.aio.AioRpcError] = []
+        self._turn += 1  # once per call: retries keep the call's place in a round-robin rotation
         for _ in range(self.config.max_attempts):
             try:
-                candidates = self._candidates(need, tried)
+                candidates = self._candidates(need, tried, self._turn)
             except NoCandidate as exc:
                 raise Unavailable(str(exc)) from None
             if not candidates:

@@ -45,9 +45,10 @@ class SpeechService:
         speech_pb2_grpc.add_SpeechServicer_to_server(SpeechServicer(self), server)
 
     async def measure(self) -> None:
-        """Seed each model's throughput with a short self-measurement (3 s of silence; Whisper's
-        encoder always sees a 30 s window, so this mostly measures the machine's speed)."""
-        silence = np.zeros(3 * SAMPLE_RATE, np.float32)
+        """Seed each model's throughput with a short self-measurement: 10 s of silence (Whisper's
+        encoder always sees a 30 s window, so this mostly measures the machine's speed; 10 s
+        is a typical request, where 3 s read as half the speed real requests then show)."""
+        silence = np.zeros(10 * SAMPLE_RATE, np.float32)
         for model in self.engine.models:
             options = self.engine.resolve(TranscribeOptions(model=model.name))
             transcript, timing = await self.admission.run(

@@ -356,3 +356,14 @@ def test_rank_raises_no_candidate_when_nothing_can_take_it() -> None:
 def test_rank_refuses_an_unknown_policy() -> None:
     with pytest.raises((KeyError, ValueError)):
         rank(mesh(node("10.0.0.1:1")), SPEECH, policy="fastest", now=NOW, rng=random.Random(0), turn=0)
+
+
+def test_an_unmeasured_node_is_assumed_typical_not_starved() -> None:
+    """Speech speeds are ~20 audio s/s: an unmeasured node must not be scored at 1/s."""
+    speech = {"speech": ServiceView(1, 8, ("tiny.en",), "tiny.en")}
+    def view(address: str, tp: float) -> NodeView:
+        return NodeView(address, "static", address, NodeState.UP, services=speech,
+                        throughput={("speech", "tiny.en"): tp} if tp else {})
+    nodes = [view("10.0.0.1:1", 20.0), view("10.0.0.2:1", 20.0), view("10.0.0.3:1", 0.0)]
+    firsts = {least_loaded(nodes, Need("speech"), random.Random(seed), 0)[0].address for seed in range(50)}
+    assert "10.0.0.3:1" in firsts

@@ -1,0 +1,804 @@
+"""Router benchmark: what does a hop through the router cost, and how fast does it follow the mesh?
+
+Every process is real: `lanai node --no-router` and `lanai router --peers ...` started as
+subprocesses on 127.0.0.1, called by grpc.aio from this process. The machine's cores are shared
+by the node(s), the router and this client, so compare numbers within one run (ratios, A/B
+interleaved), not across machines.
+
+1. Hop latency, tiny request: the cheapest call the router *forwards* (Node/Describe and
+   Mesh/ListNodes are answered by the router itself, and a request for a model no node serves
+   is refused by the router without forwarding). Two kinds, both rejected by the node with
+   INVALID_ARGUMENT and no inference, timed including that error status:
+   - "no audio": `Transcribe` with no audio at all, refused by the servicer on the event loop
+     before admission: the pure cost of a forwarded unary call;
+   - "empty audio": `Transcribe` with `audio.encoded = b""` for the default model, refused
+     inside an admission slot (thread pool), so each call also sends the router a load report
+     or two over WatchLoad, as every real call does.
+   Each call is made directly to the node and through the router, alternating ABAB/BABA after a
+   warm-up. Reports p50 and p99 of each side and the routed/direct ratio of the p50s (target
+   <= 2.0: the router costs no more than one extra gRPC hop) and of the p99s.
+2. Hop latency, real transcription: a ~5 s espeak-ng clip, direct vs routed, interleaved.
+   Reports p50 ratio (target <= 1.02), and the hop's cost as the difference of the medians of
+   (client wall time - compute_ms the node reported), which is less noisy than the ratio.
+3. Router throughput: "no audio" calls per second through the router with 1, 4 and 16
+   concurrent callers in this process, each level split in alternating direct/routed windows.
+   On a 2-core machine the router, the node and this Python client compete for the same cores:
+   the numbers are what this machine does, not the router's ceiling.
+4. Node start -> first routed request: the router starts first with `--peers` naming a free
+   port; then the node is started on that port. From the node's Popen: its ready line, and the
+   first routed call answered by the node (this client polls the router with the "no audio"
+   call every 20 ms: INVALID_ARGUMENT means the node answered, UNAVAILABLE that the router had
+   no node yet). The ready -> routed gap is the router's share (watcher reconnect backoff +
+   Describe + first load report).
+5. SIGKILL -> not chosen: two nodes behind a router (static peers); two callers send a ~1 s
+   real clip through the router back to back (real calls, so `served_by` says which node served
+   each one: the "no audio" call's error reply does not), while ListNodes(include_down) is
+   polled every 10 ms. One node is SIGKILLed. Reports the time from the kill until ListNodes
+   stops showing it UP (10 ms resolution), the router's own "is down" log line, the attempts the
+   router sent to the dead node and retried elsewhere (its INFO log: "... trying another node"),
+   with the time of the last one, and the client calls that failed (target: 0, the router retries
+   unary calls that got no response on another node). The router runs at log level INFO here
+   (the timestamps have 1 ms resolution, wall clock).
+
+Prints markdown tables and a verdict line per target, and writes every raw number, with the
+environment, to JSON. Needs espeak-ng on PATH and the model prepared in $LANAI_HOME.
+
+Run:  LANAI_HOME=/path/to/home python bench/router.py [--quick] [--out bench/results/router.json]
+                                                      [--model tiny.en] [--calls 500] [--real 15]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import datetime
+import io
+import json
+import os
+import platform
+import re
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import wave
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+import grpc
+import numpy as np
+
+from lanai.api.mesh.v1 import mesh_pb2, mesh_pb2_grpc
+from lanai.api.speech.v1 import speech_pb2, speech_pb2_grpc
+from lanai.services import models as model_cache
+
+TINY_RATIO_TARGET = 2.0
+REAL_RATIO_TARGET = 1.02
+START_TIMEOUT_S = 120.0
+UP_TIMEOUT_S = 30.0
+CALL_TIMEOUT_S = 30.0
+POLL_S = 0.02
+LIST_POLL_S = 0.01
+LANAI = [sys.executable, "-m", "lanai.mesh.cli"]
+READY = re.compile(r"lanai: (?:node|router) (\S+) ready on \S+:(\d+)")
+LOG_LINE = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) (\w+) (\S+): (.*)$")
+
+TINY_REQUESTS = {
+    "no audio": speech_pb2.TranscribeRequest(),
+    "empty audio": speech_pb2.TranscribeRequest(audio=speech_pb2.Audio(encoded=b"")),
+}
+REAL_TEXT = ("The weather report says it will rain tomorrow afternoon, "
+             "so please remember to take an umbrella.")
+SHORT_TEXT = "Turn off the lights."
+
+
+# ---------------------------------------------------------------- processes
+
+
+@dataclass
+class Proc:
+    """A `lanai` subprocess; times are time.perf_counter() readings."""
+
+    name: str
+    process: asyncio.subprocess.Process
+    log_path: Path
+    spawned_at: float
+    spawned_wall: float
+    ready_at: float = 0.0
+    port: int = 0
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+
+class Fleet:
+    """Starts `lanai` processes and stops every one of them on exit (SIGTERM, then SIGKILL)."""
+
+    def __init__(self, workdir: Path, home: Path, model: str) -> None:
+        self._dir, self._home, self._model = workdir, home, model
+        self._procs: list[Proc] = []
+
+    async def __aenter__(self) -> Fleet:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        for proc in reversed(self._procs):
+            await stop(proc)
+
+    def spawn_node(self, node_id: str, port: int = 0) -> Awaitable[Proc]:
+        return self._spawn(node_id, "WARNING", [
+            "node", "--host", "127.0.0.1", "--port", str(port), "--metrics-port", "-1", "--home", str(self._home),
+            "--speech-models", self._model, "--discovery", "none", "--no-router", "--node-id", node_id,
+            "--grace", "1"])
+
+    def spawn_router(self, router_id: str, peers: Sequence[str], log_level: str = "WARNING") -> Awaitable[Proc]:
+        return self._spawn(router_id, log_level, [
+            "router", "--host", "127.0.0.1", "--port", "0", "--metrics-port", "-1", "--home", str(self._home),
+            "--peers", ",".join(peers), "--node-id", router_id, "--grace", "1"])
+
+    async def node(self, node_id: str, port: int = 0) -> Proc:
+        proc = await self.spawn_node(node_id, port)
+        await wait_ready(proc)
+        return proc
+
+    async def router(self, router_id: str, peers: Sequence[str], log_level: str = "WARNING") -> Proc:
+        proc = await self.spawn_router(router_id, peers, log_level)
+        await wait_ready(proc)
+        return proc
+
+    async def _spawn(self, name: str, log_level: str, args: list[str]) -> Proc:
+        log_path = self._dir / f"{name}.log"
+        with log_path.open("wb") as log:
+            spawned_at, spawned_wall = time.perf_counter(), time.time()
+            process = await asyncio.create_subprocess_exec(
+                *LANAI, "--log-level", log_level, *args, stdout=asyncio.subprocess.PIPE, stderr=log,
+                env={**os.environ, "HF_HUB_OFFLINE": "1"})
+        proc = Proc(name, process, log_path, spawned_at, spawned_wall)
+        self._procs.append(proc)
+        return proc
+
+
+async def wait_ready(proc: Proc) -> None:
+    """Read the process's stdout until its ready line; sets ready_at and port."""
+    stdout = proc.process.stdout
+    assert stdout is not None
+    deadline = time.perf_counter() + START_TIMEOUT_S
+    while (left := deadline - time.perf_counter()) > 0:
+        try:
+            line = (await asyncio.wait_for(stdout.readline(), left)).decode(errors="replace")
+        except TimeoutError:
+            break
+        if not line:
+            break
+        if match := READY.search(line):
+            proc.ready_at, proc.port = time.perf_counter(), int(match.group(2))
+            return
+    await asyncio.sleep(0.2)  # let a dying process finish its log
+    tail = proc.log_path.read_text(errors="replace")[-2000:]
+    raise RuntimeError(f"{proc.name} did not become ready (exit code {proc.process.returncode}); its log:\n{tail}")
+
+
+async def stop(proc: Proc) -> None:
+    if proc.process.returncode is None:
+        proc.process.send_signal(signal.SIGTERM)
+        try:
+            await asyncio.wait_for(proc.process.wait(), 10)
+        except TimeoutError:
+            proc.process.kill()
+            await proc.process.wait()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def channel(address: str) -> grpc.aio.Channel:
+    return grpc.aio.insecure_channel(address, options=[("grpc.max_receive_message_length", 64 << 20),
+                                                      ("grpc.max_send_message_length", 64 << 20)])
+
+
+async def wait_up(mesh: mesh_pb2_grpc.MeshStub, addresses: Sequence[str], timeout: float = UP_TIMEOUT_S) -> None:
+    """Poll the router's ListNodes until every address is listed UP."""
+    deadline = time.perf_counter() + timeout
+    states: dict[str, int] = {}
+    while time.perf_counter() < deadline:
+        reply = await mesh.ListNodes(mesh_pb2.ListNodesRequest(include_down=True), timeout=5)
+        states = {n.address: n.state for n in reply.nodes}
+        if all(states.get(a) == mesh_pb2.NODE_STATE_UP for a in addresses):
+            return
+        await asyncio.sleep(POLL_S)
+    seen = {a: mesh_pb2.NodeState.Name(s) for a, s in states.items()}
+    raise RuntimeError(f"the router never listed {', '.join(addresses)} as UP within {timeout:.0f} s: {seen}")
+
+
+# ---------------------------------------------------------------- calls
+
+
+async def tiny_call(stub: speech_pb2_grpc.SpeechStub, request: speech_pb2.TranscribeRequest) -> float:
+    """Seconds for one tiny call, which the node must refuse with INVALID_ARGUMENT."""
+    started = time.perf_counter()
+    try:
+        await stub.Transcribe(request, timeout=CALL_TIMEOUT_S)
+    except grpc.aio.AioRpcError as exc:
+        if exc.code() is not grpc.StatusCode.INVALID_ARGUMENT:
+            raise
+        return time.perf_counter() - started
+    raise RuntimeError("the node accepted a request without audio")
+
+
+async def real_call(stub: speech_pb2_grpc.SpeechStub, wav: bytes) -> tuple[float, speech_pb2.TranscribeResponse]:
+    started = time.perf_counter()
+    response = await stub.Transcribe(speech_pb2.TranscribeRequest(audio=speech_pb2.Audio(encoded=wav)),
+                                     timeout=CALL_TIMEOUT_S)
+    return time.perf_counter() - started, response
+
+
+def say(text: str, workdir: Path) -> tuple[bytes, float]:
+    """espeak-ng's WAV of the text, and its duration in seconds."""
+    path = workdir / "say.wav"
+    subprocess.run(["espeak-ng", "-w", str(path), text], check=True, capture_output=True, timeout=60)
+    data = path.read_bytes()
+    with wave.open(io.BytesIO(data)) as w:
+        return data, w.getnframes() / w.getframerate()
+
+
+# ---------------------------------------------------------------- 1. and 2. hop latency
+
+
+@dataclass
+class HopResult:
+    request: str
+    direct_s: list[float] = field(default_factory=list)
+    routed_s: list[float] = field(default_factory=list)
+    direct_compute_s: list[float] = field(default_factory=list)
+    """compute_ms the node reported (real transcriptions only)."""
+    routed_compute_s: list[float] = field(default_factory=list)
+    audio_s: float = 0.0
+    target: float = 0.0
+
+    @property
+    def p50_ratio(self) -> float:
+        return pct(self.routed_s, 50) / pct(self.direct_s, 50)
+
+    @property
+    def p99_ratio(self) -> float:
+        return pct(self.routed_s, 99) / pct(self.direct_s, 99)
+
+    @property
+    def passed(self) -> bool:
+        return self.p50_ratio <= self.target
+
+
+async def alternate(n: int, direct: Callable[[], Awaitable[None]], routed: Callable[[], Awaitable[None]]) -> None:
+    """n of each, ABBA order, so drift and warm-up effects hit both sides alike."""
+    for i in range(n):
+        for side in ((direct, routed) if i % 2 == 0 else (routed, direct)):
+            await side()
+
+
+async def measure_tiny(node: speech_pb2_grpc.SpeechStub, router: speech_pb2_grpc.SpeechStub, calls: int,
+                       warmup: int) -> list[HopResult]:
+    results = {name: HopResult(name, target=TINY_RATIO_TARGET) for name in TINY_REQUESTS}
+
+    def one(stub: speech_pb2_grpc.SpeechStub, name: str, into: list[float] | None) -> Callable[[], Awaitable[None]]:
+        async def call() -> None:
+            seconds = await tiny_call(stub, TINY_REQUESTS[name])
+            if into is not None:
+                into.append(seconds)
+        return call
+
+    for name in TINY_REQUESTS:
+        await alternate(warmup, one(node, name, None), one(router, name, None))
+    for i in range(calls):  # the kinds interleaved too, so both see the same machine
+        for name, result in results.items():
+            direct, routed = one(node, name, result.direct_s), one(router, name, result.routed_s)
+            for side in ((direct, routed) if i % 2 == 0 else (routed, direct)):
+                await side()
+    return list(results.values())
+
+
+async def measure_real(node: speech_pb2_grpc.SpeechStub, router: speech_pb2_grpc.SpeechStub, wav: bytes,
+                       audio_s: float, calls: int) -> HopResult:
+    result = HopResult("real", audio_s=audio_s, target=REAL_RATIO_TARGET)
+
+    def one(stub: speech_pb2_grpc.SpeechStub, wall: list[float], compute: list[float]) -> Callable[[], Awaitable[None]]:
+        async def call() -> None:
+            await asyncio.sleep(0.05)  # neither side starts while the other's threads still spin
+            seconds, response = await real_call(stub, wav)
+            wall.append(seconds)
+            compute.append(response.served_by.compute_ms / 1000)
+        return call
+
+    await alternate(1, one(node, [], []), one(router, [], []))  # warm-up
+    await alternate(calls, one(node, result.direct_s, result.direct_compute_s),
+                    one(router, result.routed_s, result.routed_compute_s))
+    return result
+
+
+# ---------------------------------------------------------------- 3. throughput
+
+
+@dataclass
+class Window:
+    side: str
+    concurrency: int
+    seconds: float
+    ok: int
+    errors: dict[str, int]
+    latencies_s: list[float]
+
+    @property
+    def calls_per_s(self) -> float:
+        return self.ok / self.seconds
+
+
+async def blast(stub: speech_pb2_grpc.SpeechStub, side: str, concurrency: int, seconds: float) -> Window:
+    """`concurrency` callers sending "no audio" calls back to back for `seconds`."""
+    latencies: list[float] = []
+    errors: dict[str, int] = {}
+    request = TINY_REQUESTS["no audio"]
+    started = time.perf_counter()
+    deadline = started + seconds
+
+    async def caller() -> None:
+        while time.perf_counter() < deadline:
+            try:
+                latencies.append(await tiny_call(stub, request))
+            except grpc.aio.AioRpcError as exc:
+                errors[exc.code().name] = errors.get(exc.code().name, 0) + 1
+
+    await asyncio.gather(*(caller() for _ in range(concurrency)))
+    return Window(side, concurrency, time.perf_counter() - started, len(latencies), errors, latencies)
+
+
+async def measure_throughput(node: speech_pb2_grpc.SpeechStub, router: speech_pb2_grpc.SpeechStub,
+                             levels: Sequence[int], seconds: float) -> list[Window]:
+    """Per level: direct, routed, routed, direct windows of seconds/2 each."""
+    windows: list[Window] = []
+    for n in levels:
+        for side in ("direct", "routed", "routed", "direct"):
+            windows.append(await blast(node if side == "direct" else router, side, n, seconds / 2))
+    return windows
+
+
+def merged(windows: Sequence[Window], side: str, n: int) -> Window:
+    mine = [w for w in windows if w.side == side and w.concurrency == n]
+    errors: dict[str, int] = {}
+    for w in mine:
+        for code, count in w.errors.items():
+            errors[code] = errors.get(code, 0) + count
+    return Window(side, n, sum(w.seconds for w in mine), sum(w.ok for w in mine), errors,
+                  [s for w in mine for s in w.latencies_s])
+
+
+# ---------------------------------------------------------------- 4. node start -> first routed
+
+
+@dataclass
+class ColdStart:
+    trial: int
+    ready_s: float
+    """Node Popen -> its ready line."""
+    first_routed_sent_s: float
+    """Node Popen -> sending the first poll the node answered (through the router)."""
+    first_routed_s: float
+    """Node Popen -> that poll's answer."""
+    polls_refused: dict[str, int]
+    """Polls before it, by status (the router answers UNAVAILABLE while it knows no node)."""
+
+    @property
+    def router_share_s(self) -> float:
+        return self.first_routed_s - self.ready_s
+
+
+async def cold_start(fleet: Fleet, trial: int) -> ColdStart:
+    port = free_port()
+    router = await fleet.router(f"coldrouter{trial}", [f"127.0.0.1:{port}"])
+    async with channel(router.address) as ch:
+        stub = speech_pb2_grpc.SpeechStub(ch)
+        await tiny_call_refused(stub)  # the router is serving (and refusing: no node yet)
+        node = await fleet.spawn_node(f"coldnode{trial}", port)
+        ready = asyncio.ensure_future(wait_ready(node))
+        refused: dict[str, int] = {}
+        try:
+            while True:
+                sent = time.perf_counter()
+                if sent - node.spawned_at > START_TIMEOUT_S:
+                    raise RuntimeError(f"no routed call reached {node.name} in {START_TIMEOUT_S:.0f} s")
+                try:
+                    await tiny_call(stub, TINY_REQUESTS["no audio"])
+                    answered = time.perf_counter()
+                    break
+                except grpc.aio.AioRpcError as exc:
+                    refused[exc.code().name] = refused.get(exc.code().name, 0) + 1
+                await asyncio.sleep(max(0.0, POLL_S - (time.perf_counter() - sent)))
+            await ready
+        finally:
+            ready.cancel()
+    return ColdStart(trial, node.ready_at - node.spawned_at, sent - node.spawned_at, answered - node.spawned_at,
+                     refused)
+
+
+async def tiny_call_refused(stub: speech_pb2_grpc.SpeechStub) -> None:
+    try:
+        await stub.Transcribe(TINY_REQUESTS["no audio"], timeout=CALL_TIMEOUT_S)
+    except grpc.aio.AioRpcError as exc:
+        if exc.code() is grpc.StatusCode.UNAVAILABLE:
+            return
+        raise
+    raise RuntimeError("a router with no node accepted a call")
+
+
+# ---------------------------------------------------------------- 5. SIGKILL -> not chosen
+
+
+@dataclass
+class CallRecord:
+    sent_s: float
+    """Seconds relative to the SIGKILL (negative: before it)."""
+    done_s: float
+    code: str
+    served_by: str
+
+
+@dataclass
+class KillTrial:
+    trial: int
+    victim: str
+    survivor: str
+    calls: list[CallRecord]
+    list_polls: list[tuple[float, str, str]]
+    """(seconds after the kill, victim's state in ListNodes, reason), one per poll after the kill."""
+    router_log: list[tuple[float, str]]
+    """(seconds after the kill, message) of the router's log lines about the victim."""
+    not_up_s: float | None = None
+    down_logged_s: float | None = None
+    retried_attempts: int = 0
+    last_attempt_s: float | None = None
+
+    @property
+    def failed_after_kill(self) -> list[CallRecord]:
+        return [c for c in self.calls if c.done_s >= 0 and c.code != "OK"]
+
+    @property
+    def in_flight_at_kill(self) -> list[CallRecord]:
+        return [c for c in self.calls if c.sent_s < 0 <= c.done_s]
+
+    @property
+    def served_by_victim_after_kill(self) -> int:
+        return sum(1 for c in self.calls if c.done_s >= 0 and c.served_by == self.victim)
+
+
+async def kill_trial(fleet: Fleet, trial: int, wav: bytes, before_s: float, after_s: float) -> KillTrial:
+    victim, survivor = await asyncio.gather(fleet.node(f"victim{trial}"), fleet.node(f"survivor{trial}"))
+    router = await fleet.router(f"killrouter{trial}", [victim.address, survivor.address], log_level="INFO")
+    async with channel(router.address) as ch:
+        mesh, stub = mesh_pb2_grpc.MeshStub(ch), speech_pb2_grpc.SpeechStub(ch)
+        await wait_up(mesh, [victim.address, survivor.address])
+        raw_calls: list[tuple[float, float, str, str]] = []
+        polls: list[tuple[float, str, str]] = []
+        stopping = asyncio.Event()
+        callers = [asyncio.ensure_future(keep_calling(stub, wav, raw_calls, stopping)) for _ in range(2)]
+        poller = asyncio.ensure_future(keep_listing(mesh, victim.address, polls, stopping))
+        try:
+            await victim_has_served(raw_calls, victim.name, before_s)
+            killed_at, killed_wall = time.perf_counter(), time.time()
+            victim.process.send_signal(signal.SIGKILL)
+            await asyncio.sleep(after_s)
+        finally:
+            stopping.set()
+            await asyncio.gather(*callers, poller, return_exceptions=True)
+    await stop(router)  # flush its log
+    calls = [CallRecord(s - killed_at, d - killed_at, code, by) for s, d, code, by in raw_calls]
+    after = [(t - killed_at, state, reason) for t, state, reason in polls if t >= killed_at]
+    result = KillTrial(trial, victim.name, survivor.name, calls, after,
+                       router_lines(router.log_path, victim.address, killed_wall))
+    summarise_kill(result)
+    return result
+
+
+async def keep_calling(stub: speech_pb2_grpc.SpeechStub, wav: bytes, into: list[tuple[float, float, str, str]],
+                       stopping: asyncio.Event) -> None:
+    while not stopping.is_set():
+        sent = time.perf_counter()
+        try:
+            _, response = await real_call(stub, wav)
+            into.append((sent, time.perf_counter(), "OK", response.served_by.node_id))
+        except grpc.aio.AioRpcError as exc:
+            into.append((sent, time.perf_counter(), exc.code().name, ""))
+            await asyncio.sleep(POLL_S)
+
+
+async def keep_listing(mesh: mesh_pb2_grpc.MeshStub, address: str, into: list[tuple[float, str, str]],
+                       stopping: asyncio.Event) -> None:
+    while not stopping.is_set():
+        reply = await mesh.ListNodes(mesh_pb2.ListNodesRequest(include_down=True), timeout=5)
+        entry = next((n for n in reply.nodes if n.address == address), None)
+        state = mesh_pb2.NodeState.Name(entry.state) if entry else "(not listed)"
+        into.append((time.perf_counter(), state.removeprefix("NODE_STATE_"), entry.state_reason if entry else ""))
+        await asyncio.sleep(LIST_POLL_S)
+
+
+async def victim_has_served(calls: list[tuple[float, float, str, str]], victim: str, at_least_s: float) -> None:
+    """Wait at least `at_least_s`, and until the victim served a call (so it was being chosen)."""
+    started = time.perf_counter()
+    await asyncio.sleep(at_least_s)
+    while not any(by == victim for *_, by in calls):
+        if time.perf_counter() - started > 30:
+            raise RuntimeError(f"the router sent no call to {victim} in 30 s")
+        await asyncio.sleep(POLL_S)
+
+
+def router_lines(log_path: Path, address: str, killed_wall: float) -> list[tuple[float, str]]:
+    lines = []
+    for line in log_path.read_text(errors="replace").splitlines():
+        match = LOG_LINE.match(line)
+        if match is not None and (f"({address})" in match.group(4) or f" at {address} " in match.group(4)):
+            stamp = datetime.datetime.strptime(match.group(1), "%Y-%m-%d %H:%M:%S,%f").timestamp()
+            lines.append((stamp - killed_wall, match.group(4)))
+    return lines
+
+
+def summarise_kill(r: KillTrial) -> None:
+    r.not_up_s = next((t for t, state, _ in r.list_polls if state != "UP"), None)
+    r.down_logged_s = next((t for t, msg in r.router_log if t >= -0.002 and " is down" in msg), None)
+    attempts = [t for t, msg in r.router_log if t >= -0.002 and "trying another node" in msg]
+    r.retried_attempts = len(attempts)
+    r.last_attempt_s = max(attempts) if attempts else None
+
+
+# ---------------------------------------------------------------- reporting
+
+
+def pct(values: Sequence[float], q: float) -> float:
+    return float(np.percentile(np.asarray(values, np.float64), q))
+
+
+def ms(seconds: float | None) -> str:
+    return "-" if seconds is None else f"{seconds * 1000:.1f}"
+
+
+def verdict(passed: bool) -> str:
+    return "PASS" if passed else "FAIL"
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    cells = [list(map(str, headers))] + [[str(c) for c in row] for row in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+    lines = ["| " + " | ".join(c.ljust(w) for c, w in zip(row, widths)) + " |" for row in cells]
+    lines.insert(1, "|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    return "\n".join(lines)
+
+
+def hop_table(results: Sequence[HopResult]) -> str:
+    rows = [[r.request + (f" ({r.audio_s:.1f} s clip)" if r.audio_s else ""), len(r.direct_s),
+             ms(pct(r.direct_s, 50)), ms(pct(r.routed_s, 50)), ms(pct(r.routed_s, 50) - pct(r.direct_s, 50)),
+             f"{r.p50_ratio:.3f}", ms(pct(r.direct_s, 99)), ms(pct(r.routed_s, 99)), f"{r.p99_ratio:.3f}",
+             f"<= {r.target:.2f}", verdict(r.passed)] for r in results]
+    return table(["request", "calls per side", "direct p50 ms", "routed p50 ms", "hop p50 ms", "p50 ratio",
+                  "direct p99 ms", "routed p99 ms", "p99 ratio", "target (p50)", "verdict"], rows)
+
+
+def real_overhead_ms(r: HopResult) -> tuple[float, float]:
+    """Median (wall - node compute) of each side, in ms: gRPC, protobuf and the router."""
+    direct = statistics.median(w - c for w, c in zip(r.direct_s, r.direct_compute_s))
+    routed = statistics.median(w - c for w, c in zip(r.routed_s, r.routed_compute_s))
+    return direct * 1000, routed * 1000
+
+
+def throughput_table(windows: Sequence[Window], levels: Sequence[int]) -> str:
+    rows = []
+    for n in levels:
+        d, r = merged(windows, "direct", n), merged(windows, "routed", n)
+        rows.append([n, d.ok, f"{d.calls_per_s:.0f}", r.ok, f"{r.calls_per_s:.0f}",
+                     f"{r.calls_per_s / d.calls_per_s:.2f}" if d.calls_per_s else "-",
+                     ms(pct(d.latencies_s, 50)) if d.ok else "-", ms(pct(r.latencies_s, 50)) if r.ok else "-",
+                     sum(d.errors.values()) + sum(r.errors.values())])
+    return table(["callers", "direct calls", "direct calls/s", "routed calls", "routed calls/s", "routed/direct",
+                  "direct p50 ms", "routed p50 ms", "errors"], rows)
+
+
+def cold_table(trials: Sequence[ColdStart]) -> str:
+    rows = [[t.trial, f"{t.ready_s:.2f}", f"{t.first_routed_sent_s:.2f}", f"{t.first_routed_s:.2f}",
+             ms(t.router_share_s), ", ".join(f"{k} {v}" for k, v in sorted(t.polls_refused.items())) or "-"]
+            for t in trials]
+    return table(["trial", "Popen -> ready line s", "Popen -> first routed call sent s",
+                  "Popen -> first routed answer s", "ready -> first routed answer ms", "polls refused before"], rows)
+
+
+def kill_table(trials: Sequence[KillTrial]) -> str:
+    rows = []
+    for t in trials:
+        state_after = next((f"{s} ({reason})" for _, s, reason in t.list_polls if s != "UP"), "UP")
+        rows.append([t.trial, ms(t.not_up_s), _short(state_after, 60), ms(t.down_logged_s), t.retried_attempts,
+                     ms(t.last_attempt_s), len(t.in_flight_at_kill),
+                     ms(max((c.done_s for c in t.in_flight_at_kill), default=None)),
+                     sum(1 for c in t.calls if c.done_s >= 0), len(t.failed_after_kill),
+                     t.served_by_victim_after_kill])
+    return table(["trial", "kill -> not UP in ListNodes ms", "state then", "kill -> 'is down' logged ms",
+                  "attempts on dead node (retried)", "kill -> last such attempt ms", "calls in flight at kill",
+                  "kill -> last of them done ms", "calls after kill", "failed", "served by dead node"], rows)
+
+
+def _short(text: str, width: int) -> str:
+    text = text.replace("|", "/")
+    return text if len(text) <= width else text[:width - 1] + "…"
+
+
+def environment(model: str) -> dict[str, Any]:
+    def ver(dist: str) -> str | None:
+        try:
+            return version(dist)
+        except PackageNotFoundError:
+            return None
+
+    espeak = subprocess.run(["espeak-ng", "--version"], capture_output=True, text=True, timeout=30).stdout.strip()
+    return {
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "cpu_count": os.cpu_count(), "load_average_at_start": os.getloadavg(),
+        "platform": platform.platform(), "python": platform.python_version(),
+        "versions": {d: ver(d) for d in ("lanai", "grpcio", "protobuf", "faster-whisper", "ctranslate2")},
+        "espeak_ng": espeak, "model": model,
+    }
+
+
+def emit(text: str = "") -> None:
+    print(text, flush=True)
+
+
+# ---------------------------------------------------------------- main
+
+
+@dataclass(frozen=True)
+class Plan:
+    model: str
+    tiny_calls: int
+    tiny_warmup: int
+    real_calls: int
+    throughput_levels: tuple[int, ...]
+    throughput_seconds: float
+    cold_trials: int
+    kill_trials: int
+    kill_before_s: float
+    kill_after_s: float
+
+
+def plan_from(args: argparse.Namespace) -> Plan:
+    if args.quick:
+        return Plan(args.model, args.calls or 200, 20, args.real or 5, (1, 4, 16), 2.0, 1, 1, 1.5, 2.0)
+    return Plan(args.model, args.calls or 500, 50, args.real or 15, (1, 4, 16), 4.0, 2, 2, 2.0, 3.0)
+
+
+@dataclass
+class Results:
+    tiny: list[HopResult] = field(default_factory=list)
+    real: HopResult | None = None
+    throughput: list[Window] = field(default_factory=list)
+    cold: list[ColdStart] = field(default_factory=list)
+    kill: list[KillTrial] = field(default_factory=list)
+
+
+async def hop_phase(plan: Plan, fleet: Fleet, clip: tuple[bytes, float], results: Results) -> None:
+    node = await fleet.node("benchnode")
+    router = await fleet.router("benchrouter", [node.address])
+    async with channel(node.address) as direct_ch, channel(router.address) as routed_ch:
+        await wait_up(mesh_pb2_grpc.MeshStub(routed_ch), [node.address])
+        direct, routed = speech_pb2_grpc.SpeechStub(direct_ch), speech_pb2_grpc.SpeechStub(routed_ch)
+        results.tiny = await measure_tiny(direct, routed, plan.tiny_calls, plan.tiny_warmup)
+        emit(f"\n## 1. Hop latency, tiny request (refused by the node with INVALID_ARGUMENT), "
+             f"direct vs routed, interleaved\n")
+        emit(hop_table(results.tiny))
+        results.real = await measure_real(direct, routed, *clip, plan.real_calls)
+        emit(f"\n## 2. Hop latency, real transcription ({plan.model}, default node config), "
+             "direct vs routed, interleaved\n")
+        emit(hop_table([results.real]))
+        d, r = real_overhead_ms(results.real)
+        emit(f"\nwall - node compute, median: direct {d:.1f} ms, routed {r:.1f} ms: the hop costs {r - d:.1f} ms "
+             f"({(r - d) / (1000 * pct(results.real.direct_s, 50)) * 100:.2f}% of the direct p50)")
+        results.throughput = await measure_throughput(direct, routed, plan.throughput_levels,
+                                                      plan.throughput_seconds)
+        emit(f"\n## 3. Throughput, \"no audio\" calls, {plan.throughput_seconds:.0f} s per level and side "
+             f"(alternating windows)\n")
+        emit(throughput_table(results.throughput, plan.throughput_levels))
+        emit(f"\n{os.cpu_count()} CPU(s) shared by the node, the router and this Python client (one asyncio "
+             "process): the router's rate here is bounded by the machine, not only by the router.")
+
+
+async def run(plan: Plan, home: Path, out: Path) -> Results:
+    env = environment(plan.model)
+    emit(f"# lanai router benchmark: {plan.model}, {env['cpu_count']} CPU(s), {env['date']}")
+    results = Results()
+    with tempfile.TemporaryDirectory(prefix="lanai-bench-router-") as tmp:
+        workdir = Path(tmp)
+        real_clip, short_clip = say(REAL_TEXT, workdir), say(SHORT_TEXT, workdir)
+        async with Fleet(workdir, home, plan.model) as fleet:
+            await hop_phase(plan, fleet, real_clip, results)
+        for trial in range(plan.cold_trials):
+            async with Fleet(workdir, home, plan.model) as fleet:
+                results.cold.append(await cold_start(fleet, trial))
+        emit("\n## 4. Node start -> first routed request (router started first, `--peers` naming the node's "
+             f"port; polled every {POLL_S * 1000:.0f} ms)\n")
+        emit(cold_table(results.cold))
+        for trial in range(plan.kill_trials):
+            async with Fleet(workdir, home, plan.model) as fleet:
+                results.kill.append(await kill_trial(fleet, trial, short_clip[0], plan.kill_before_s,
+                                                     plan.kill_after_s))
+        emit(f"\n## 5. SIGKILL -> not chosen (2 nodes, 2 callers sending a {short_clip[1]:.1f} s clip through the "
+             f"router; ListNodes polled every {LIST_POLL_S * 1000:.0f} ms)\n")
+        emit(kill_table(results.kill))
+    emit("\n## Verdicts\n")
+    for verdict_line in verdicts(results):
+        emit(verdict_line)
+    write_json(out, env, plan, results, real_clip[1], short_clip[1])
+    emit(f"\nraw numbers: {out}")
+    return results
+
+
+def verdicts(results: Results) -> list[str]:
+    lines = [f"- tiny request \"{r.request}\": routed/direct p50 {r.p50_ratio:.2f} (target <= {r.target:.1f}): "
+             f"{verdict(r.passed)}; p99 ratio {r.p99_ratio:.2f}" for r in results.tiny]
+    if results.real is not None:
+        r = results.real
+        lines.append(f"- real transcription: routed/direct p50 {r.p50_ratio:.3f} (target <= {r.target:.2f}): "
+                     f"{verdict(r.passed)}")
+    if results.kill:
+        failed = sum(len(t.failed_after_kill) for t in results.kill)
+        lines.append(f"- SIGKILL: {failed} client call(s) failed after the kill (target 0): {verdict(failed == 0)}; "
+                     "kill -> not UP: " + ", ".join(f"{ms(t.not_up_s)} ms" for t in results.kill))
+    if results.cold:
+        lines.append("- node start -> first routed answer: " + ", ".join(
+            f"{t.first_routed_s:.2f} s ({ms(t.router_share_s)} ms after its ready line)" for t in results.cold)
+            + " (no target)")
+    return lines
+
+
+def write_json(out: Path, env: dict[str, Any], plan: Plan, results: Results, real_s: float, short_s: float) -> None:
+    summary: dict[str, Any] = {
+        "tiny": [{"request": r.request, "p50_ratio": r.p50_ratio, "p99_ratio": r.p99_ratio, "passed": r.passed,
+                  "direct_p50_s": pct(r.direct_s, 50), "routed_p50_s": pct(r.routed_s, 50),
+                  "direct_p99_s": pct(r.direct_s, 99), "routed_p99_s": pct(r.routed_s, 99)} for r in results.tiny],
+        "throughput": [{"callers": n, "direct_calls_per_s": merged(results.throughput, "direct", n).calls_per_s,
+                        "routed_calls_per_s": merged(results.throughput, "routed", n).calls_per_s}
+                       for n in plan.throughput_levels],
+    }
+    if results.real is not None:
+        direct, routed = real_overhead_ms(results.real)
+        summary["real"] = {"p50_ratio": results.real.p50_ratio, "passed": results.real.passed,
+                           "overhead_ms_direct": direct, "overhead_ms_routed": routed}
+    report = {"environment": env, "plan": asdict(plan), "clips_s": {"real": real_s, "short": short_s},
+              "summary": summary, "results": asdict(results)}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2) + "\n")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    p.add_argument("--model", default="tiny.en", help="speech model name or directory (default tiny.en)")
+    p.add_argument("--calls", type=int, default=0, help="tiny calls per side and kind (default 500; --quick 200)")
+    p.add_argument("--real", type=int, default=0, help="real transcriptions per side (default 15; --quick 5)")
+    p.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results" / "router.json",
+                   help="JSON file for the raw numbers (default bench/results/router.json)")
+    p.add_argument("--quick", action="store_true", help="fewer calls, trials and seconds: a smoke test")
+    args = p.parse_args(argv)
+    if args.calls < 0 or args.real < 0:
+        p.error("--calls and --real must not be negative (0: the default)")
+    try:
+        asyncio.run(run(plan_from(args), model_cache.default_home(), args.out))
+    except (RuntimeError, OSError, subprocess.SubprocessError, grpc.aio.AioRpcError) as exc:
+        print(f"bench/router.py: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

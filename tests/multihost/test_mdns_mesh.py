@@ -1,0 +1,181 @@
+"""A router and speech nodes on separate "hosts" (network namespaces on one bridge) that find each
+other over mDNS with no configuration: placement over both, losing a node to SIGKILL without
+failing a request, and the premises allow-list keeping a node out."""
+
+from __future__ import annotations
+
+import re
+import sys
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass
+
+import grpc
+import pytest
+
+from lanai.api.mesh.v1 import mesh_pb2
+
+from .conftest import Mesh, RouterClient, Topology, wait_for
+
+pytestmark = pytest.mark.multihost
+
+
+def says_lazy_dog(text: str) -> bool:
+    return "lazy dog" in text.lower()
+
+
+def test_mdns_finds_both_nodes_and_requests_land_on_both(mesh: Mesh, client: RouterClient, topology: Topology,
+                                                         fox_wav: bytes) -> None:
+    router, a, b = mesh.router(), mesh.node("a", "nodeA"), mesh.node("b", "nodeB")
+    mesh.ready(router, a, b)
+    started = time.monotonic()
+    client.wait_up("nodeA", "nodeB", timeout=30)
+    print(f"\nboth nodes UP in ListNodes {time.monotonic() - started:.2f} s after all three were ready")
+
+    nodes = {n.node_id: n for n in client.list_nodes()}
+    assert set(nodes) == {"nodeA", "nodeB"}
+    for key, node_id in (("a", "nodeA"), ("b", "nodeB")):
+        assert nodes[node_id].address == topology.grpc_address(key)
+        assert nodes[node_id].discovered_by == "mdns"
+
+    responses = client.transcribe_rounds(fox_wav, rounds=3, concurrent=6)
+    served = Counter(r.served_by.node_id for r in responses)
+    print(f"served: {dict(served)}")
+    assert all(says_lazy_dog(r.text) for r in responses), [r.text for r in responses]
+    assert served["nodeA"] > 0 and served["nodeB"] > 0 and sum(served.values()) == 18, served
+
+
+@dataclass(frozen=True)
+class Outcome:
+    at: float
+    node_id: str = ""
+    text: str = ""
+    error: str = ""
+
+
+class RequestLoop:
+    """Unary Transcribe calls back to back on `concurrency` threads until stopped."""
+
+    def __init__(self, client: RouterClient, wav: bytes, concurrency: int = 2) -> None:
+        self._client, self._wav = client, wav
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._outcomes: list[Outcome] = []
+        self._threads = [threading.Thread(target=self._run, daemon=True) for _ in range(concurrency)]
+
+    def __enter__(self) -> RequestLoop:
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(180)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                response = self._client.transcribe_future(self._wav, timeout=60).result()
+                outcome = Outcome(time.monotonic(), response.served_by.node_id, response.text)
+            except grpc.RpcError as error:
+                outcome = Outcome(time.monotonic(), error=f"{error.code().name}: {error.details()}")  # type: ignore[attr-defined]
+            with self._lock:
+                self._outcomes.append(outcome)
+
+    def outcomes(self, since: float = 0.0) -> list[Outcome]:
+        with self._lock:
+            return [o for o in self._outcomes if o.at >= since]
+
+    def served(self, since: float = 0.0) -> Counter[str]:
+        return Counter(o.node_id for o in self.outcomes(since) if not o.error)
+
+
+def test_sigkilled_node_costs_no_request_and_rejoins_on_restart(mesh: Mesh, client: RouterClient,
+                                                                 fox_wav: bytes) -> None:
+    router, a, b = mesh.router(), mesh.node("a", "nodeA"), mesh.node("b", "nodeB")
+    mesh.ready(router, a, b)
+    client.wait_up("nodeA", "nodeB", timeout=30)
+
+    def in_flight_on_b() -> bool:
+        return any(n.node_id == "nodeB" and n.router_in_flight > 0 for n in client.list_nodes())
+
+    with RequestLoop(client, fox_wav, concurrency=2) as loop:
+        wait_for(lambda: loop.served()["nodeA"] and loop.served()["nodeB"], timeout=60,
+                 what="requests served by both nodes")
+        try:  # kill it in the middle of a request, so the router has a call to retry elsewhere
+            wait_for(in_flight_on_b, timeout=10, interval=0.02, what="a request in flight on nodeB")
+            busy = True
+        except AssertionError:
+            busy = False
+        b.kill()
+        killed = time.monotonic()
+        wait_for(lambda: all(n.node_id != "nodeB" for n in client.list_nodes()), timeout=10, interval=0.05,
+                 what="nodeB gone from ListNodes")
+        gone_after = time.monotonic() - killed
+        down = {n.node_id: n for n in client.list_nodes(include_down=True)}
+        print(f"\nnodeB (killed {'with' if busy else 'without'} a request in flight) left ListNodes "
+              f"{gone_after:.3f} s after SIGKILL; include_down: "
+              f"{mesh_pb2.NodeState.Name(down['nodeB'].state) if 'nodeB' in down else 'absent'} "
+              f"({down['nodeB'].state_reason if 'nodeB' in down else ''})")
+        assert gone_after <= 3.0, f"nodeB still listed {gone_after:.2f} s after SIGKILL"
+        wait_for(lambda: len(loop.outcomes(since=killed)) >= 4, timeout=60, what="requests after the kill")
+
+        b2 = mesh.start("b", b.args, "nodeB-restarted")  # the same command, the same node id
+        b2.wait_ready()
+        restarted = time.monotonic()
+        client.wait_up("nodeB", timeout=30)
+        print(f"restarted nodeB UP again {time.monotonic() - restarted:.2f} s after its ready line")
+        wait_for(lambda: loop.served(since=restarted)["nodeB"], timeout=60, what="a request served by the "
+                 "restarted nodeB")
+
+    outcomes = loop.outcomes()
+    errors = [o.error for o in outcomes if o.error]
+    print(f"{len(outcomes)} requests, served: {dict(loop.served())}, after the restart: "
+          f"{dict(loop.served(since=restarted))}")
+    assert not errors, f"{len(errors)} of {len(outcomes)} requests failed: {errors}"
+    assert all(says_lazy_dog(o.text) for o in outcomes), [o.text for o in outcomes]
+    assert client.states().get("nodeB") == mesh_pb2.NODE_STATE_UP
+
+
+def _request_counts(topology: Topology, key: str) -> dict[tuple[str, str], float]:
+    """{(node, method): count} of lanai_requests_total on a node's /metrics, fetched from inside
+    the router's namespace (the test process itself is not on the bridge)."""
+    fetch = ("import urllib.request, sys; opener = urllib.request.build_opener(urllib.request.ProxyHandler({})); "
+             "sys.stdout.write(opener.open(sys.argv[1], timeout=10).read().decode())")
+    result = topology.run_in("r", [sys.executable, "-c", fetch, f"http://{topology.hosts[key].address}:9464/metrics"])
+    assert result.returncode == 0, result.stderr
+    counts: Counter[tuple[str, str]] = Counter()
+    for labels, value in re.findall(r"^lanai_requests_total\{([^}]*)\} (\S+)$", result.stdout, re.M):
+        parsed = dict(re.findall(r'(\w+)="([^"]*)"', labels))
+        counts[(parsed["node"], parsed["method"])] += float(value)
+    return dict(counts)
+
+
+def test_node_outside_the_allow_list_is_refused_and_never_contacted(mesh: Mesh, client: RouterClient,
+                                                                    topology: Topology, fox_wav: bytes) -> None:
+    allow = f"10.77.{topology.x}.0/25"  # nodeC, at .200 on the same bridge, is outside it
+    router = mesh.router(allow=allow)
+    a, c = mesh.node("a", "nodeA", metrics=True), mesh.node("c", "nodeC", metrics=True)
+    mesh.ready(router, a, c)
+
+    def settled() -> dict[str, int] | None:
+        states = client.states()
+        return states if states.get("nodeA") == mesh_pb2.NODE_STATE_UP and "nodeC" in states else None
+    states = wait_for(settled, timeout=30, what="nodeA UP and nodeC listed")
+    assert states["nodeC"] == mesh_pb2.NODE_STATE_REFUSED, mesh_pb2.NodeState.Name(states["nodeC"])
+    outsider = next(n for n in client.list_nodes() if n.node_id == "nodeC")
+    assert outsider.address == topology.grpc_address("c")
+    assert "allow-list" in outsider.state_reason, outsider.state_reason
+
+    responses = client.transcribe_rounds(fox_wav, rounds=2, concurrent=4)
+    served = Counter(r.served_by.node_id for r in responses)
+    assert served == {"nodeA": 8}, served
+    assert all(says_lazy_dog(r.text) for r in responses)
+    assert client.states()["nodeC"] == mesh_pb2.NODE_STATE_REFUSED
+
+    # The outsider was never called at all (not even Describe/WatchLoad); nodeA's count shows the probe works.
+    outsider_counts = _request_counts(topology, "c")
+    assert not outsider_counts, f"the router called the refused node: {outsider_counts}"
+    assert _request_counts(topology, "a").get(("nodeA", "Transcribe")) == 8
