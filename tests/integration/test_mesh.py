@@ -216,6 +216,9 @@ async def test_mdns_discovery_on_loopback(lanai_home: Path, fox_wav: bytes) -> N
         assert await n.terminate() == 0  # goodbye on mDNS, then drain
         await wait_for_nodes(r.address, lambda nodes: "mdns-node" not in {x.node_id for x in nodes},
                              include_down=True, timeout=10)
+        # Restarted under the same id (so the same mDNS name): registered again, found again.
+        n = await node(lanai_home, "127.0.0.1", free_port(), "mdns-node", "--no-router", *mdns)
+        await wait_for_nodes(r.address, lambda nodes: up(nodes, "mdns-node"), timeout=15)
     finally:
         for p in (r, n):
             await p.kill()

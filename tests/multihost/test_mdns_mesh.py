@@ -57,11 +57,12 @@ class Outcome:
 class RequestLoop:
     """Unary Transcribe calls back to back on `concurrency` threads until stopped."""
 
-    def __init__(self, client: RouterClient, wav: bytes, concurrency: int = 2) -> None:
-        self._client, self._wav = client, wav
+    def __init__(self, client: RouterClient, wav: bytes, concurrency: int = 2, timeout: float = 60) -> None:
+        self._client, self._wav, self._timeout = client, wav, timeout
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._outcomes: list[Outcome] = []
+        self._pending: dict[int, float] = {}  # thread -> when its call started
         self._threads = [threading.Thread(target=self._run, daemon=True) for _ in range(concurrency)]
 
     def __enter__(self) -> RequestLoop:
@@ -72,16 +73,20 @@ class RequestLoop:
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         for thread in self._threads:
-            thread.join(180)
+            thread.join(self._timeout + 30)
 
     def _run(self) -> None:
+        me = threading.get_ident()
         while not self._stop.is_set():
+            with self._lock:
+                self._pending[me] = time.monotonic()
             try:
-                response = self._client.transcribe_future(self._wav, timeout=60).result()
+                response = self._client.transcribe_future(self._wav, timeout=self._timeout).result()
                 outcome = Outcome(time.monotonic(), response.served_by.node_id, response.text)
             except grpc.RpcError as error:
                 outcome = Outcome(time.monotonic(), error=f"{error.code().name}: {error.details()}")  # type: ignore[attr-defined]
             with self._lock:
+                del self._pending[me]
                 self._outcomes.append(outcome)
 
     def outcomes(self, since: float = 0.0) -> list[Outcome]:
@@ -91,6 +96,32 @@ class RequestLoop:
     def served(self, since: float = 0.0) -> Counter[str]:
         return Counter(o.node_id for o in self.outcomes(since) if not o.error)
 
+    def pending_since(self, before: float) -> list[float]:
+        """Start times of calls still running that started before `before`."""
+        with self._lock:
+            return [t for t in self._pending.values() if t < before]
+
+
+def _in_flight_on(client: RouterClient, node_id: str) -> bool:
+    return any(n.node_id == node_id and n.router_in_flight > 0 for n in client.list_nodes())
+
+
+def _when_busy(client: RouterClient, node_id: str) -> bool:
+    """Wait (a little) for the router to have a call in flight on the node; whether it did."""
+    try:
+        wait_for(lambda: _in_flight_on(client, node_id), timeout=10, interval=0.02,
+                 what=f"a request in flight on {node_id}")
+        return True
+    except AssertionError:
+        return False
+
+
+def _wait_gone(client: RouterClient, node_id: str, since: float) -> float:
+    """Seconds from `since` until ListNodes (default request) no longer lists the node."""
+    wait_for(lambda: all(n.node_id != node_id for n in client.list_nodes()), timeout=15, interval=0.05,
+             what=f"{node_id} gone from ListNodes")
+    return time.monotonic() - since
+
 
 def test_sigkilled_node_costs_no_request_and_rejoins_on_restart(mesh: Mesh, client: RouterClient,
                                                                  fox_wav: bytes) -> None:
@@ -98,22 +129,13 @@ def test_sigkilled_node_costs_no_request_and_rejoins_on_restart(mesh: Mesh, clie
     mesh.ready(router, a, b)
     client.wait_up("nodeA", "nodeB", timeout=30)
 
-    def in_flight_on_b() -> bool:
-        return any(n.node_id == "nodeB" and n.router_in_flight > 0 for n in client.list_nodes())
-
     with RequestLoop(client, fox_wav, concurrency=2) as loop:
         wait_for(lambda: loop.served()["nodeA"] and loop.served()["nodeB"], timeout=60,
                  what="requests served by both nodes")
-        try:  # kill it in the middle of a request, so the router has a call to retry elsewhere
-            wait_for(in_flight_on_b, timeout=10, interval=0.02, what="a request in flight on nodeB")
-            busy = True
-        except AssertionError:
-            busy = False
+        busy = _when_busy(client, "nodeB")  # kill it mid-request: the router has a call to retry elsewhere
         b.kill()
         killed = time.monotonic()
-        wait_for(lambda: all(n.node_id != "nodeB" for n in client.list_nodes()), timeout=10, interval=0.05,
-                 what="nodeB gone from ListNodes")
-        gone_after = time.monotonic() - killed
+        gone_after = _wait_gone(client, "nodeB", killed)
         down = {n.node_id: n for n in client.list_nodes(include_down=True)}
         print(f"\nnodeB (killed {'with' if busy else 'without'} a request in flight) left ListNodes "
               f"{gone_after:.3f} s after SIGKILL; include_down: "
@@ -137,6 +159,56 @@ def test_sigkilled_node_costs_no_request_and_rejoins_on_restart(mesh: Mesh, clie
     assert not errors, f"{len(errors)} of {len(outcomes)} requests failed: {errors}"
     assert all(says_lazy_dog(o.text) for o in outcomes), [o.text for o in outcomes]
     assert client.states().get("nodeB") == mesh_pb2.NODE_STATE_UP
+
+
+def test_unplugged_node_leaves_within_missed_heartbeats_and_rejoins(mesh: Mesh, client: RouterClient,
+                                                                    topology: Topology, fox_wav: bytes) -> None:
+    """No TCP reset this time (a pulled cable, a power cut): only the missed load heartbeats tell."""
+    router, a, b = mesh.router(), mesh.node("a", "nodeA"), mesh.node("b", "nodeB")
+    mesh.ready(router, a, b)
+    client.wait_up("nodeA", "nodeB", timeout=30)
+    unplugged = time.monotonic()
+    topology.set_cable("b", plugged=False)
+    try:
+        gone_after = _wait_gone(client, "nodeB", unplugged)
+        down = {n.node_id: n for n in client.list_nodes(include_down=True)}
+        print(f"\nunplugged nodeB left ListNodes {gone_after:.3f} s after the cable was pulled "
+              f"({down['nodeB'].state_reason if 'nodeB' in down else 'not listed'})")
+        assert gone_after <= 3.0, f"nodeB still listed {gone_after:.2f} s after losing its cable"
+        responses = client.transcribe_rounds(fox_wav, rounds=1, concurrent=4)
+        assert Counter(r.served_by.node_id for r in responses) == {"nodeA": 4}
+    finally:
+        topology.set_cable("b", plugged=True)
+    plugged = time.monotonic()
+    client.wait_up("nodeB", timeout=30)
+    print(f"nodeB UP again {time.monotonic() - plugged:.2f} s after its cable was plugged back")
+    served: Counter[str] = Counter()
+    wait_for(lambda: served.update(r.served_by.node_id for r in client.transcribe_rounds(
+        fox_wav, rounds=1, concurrent=4)) or served["nodeB"], timeout=60, interval=0, what="nodeB serving again")
+
+
+def test_call_in_flight_on_an_unplugged_node_is_retried_elsewhere(mesh: Mesh, client: RouterClient,
+                                                                  topology: Topology, fox_wav: bytes) -> None:
+    router, a, b = mesh.router(), mesh.node("a", "nodeA"), mesh.node("b", "nodeB")
+    mesh.ready(router, a, b)
+    client.wait_up("nodeA", "nodeB", timeout=30)
+    with RequestLoop(client, fox_wav, concurrency=2, timeout=30) as loop:
+        wait_for(lambda: loop.served()["nodeA"] and loop.served()["nodeB"], timeout=60,
+                 what="requests served by both nodes")
+        assert _when_busy(client, "nodeB"), "no request went to nodeB"
+        unplugged = time.monotonic()
+        topology.set_cable("b", plugged=False)
+        try:
+            gone_after = _wait_gone(client, "nodeB", unplugged)
+            print(f"\nnodeB left ListNodes {gone_after:.3f} s after the cable was pulled")
+            # A call is a couple of seconds of tiny.en: once the router has given nodeB up, the call
+            # it had there should be placed again on nodeA, not wait on a node it knows is gone.
+            wait_for(lambda: not loop.pending_since(unplugged), timeout=gone_after + 8, interval=0.1,
+                     what="the calls in flight when the cable was pulled to finish")
+        finally:
+            topology.set_cable("b", plugged=True)
+    errors = [o.error for o in loop.outcomes() if o.error]
+    assert not errors, errors
 
 
 def _request_counts(topology: Topology, key: str) -> dict[tuple[str, str], float]:
