@@ -14,34 +14,46 @@ interleaved), not across machines.
    - "empty audio": `Transcribe` with `audio.encoded = b""` for the default model, refused
      inside an admission slot (thread pool), so each call also sends the router a load report
      or two over WatchLoad, as every real call does.
-   Each call is made directly to the node and through the router, alternating ABAB/BABA after a
-   warm-up. Reports p50 and p99 of each side and the routed/direct ratio of the p50s (target
-   <= 2.0: the router costs no more than one extra gRPC hop) and of the p99s.
+   Each call is made directly to the node, through a bare hop and through the router, in an
+   order reversed every round (ABC CBA ...) after a warm-up. The bare hop is the reference for
+   "one extra gRPC hop": this file run as `--bare-proxy-for HOST:PORT`, a minimal grpc.aio
+   pass-through in its own process (one cached generic unary handler, the caller's deadline
+   passed on, errors relayed with `context.abort`; no interceptors, placement, state, metrics
+   or retries). Reports p50 and p99 of each side, the routed/direct ratio of the p50s (target
+   <= 2.0: the router costs no more than one extra gRPC hop) and of the p99s, and the
+   bare/direct and routed/bare ratios: what any Python hop costs on this machine, and what the
+   router's own logic adds to it.
 2. Hop latency, real transcription: a ~5 s espeak-ng clip, direct vs routed, interleaved.
    Reports p50 ratio (target <= 1.02), and the hop's cost as the difference of the medians of
    (client wall time - compute_ms the node reported), which is less noisy than the ratio.
 3. Router throughput: "no audio" calls per second through the router with 1, 4 and 16
-   concurrent callers in this process, each level split in alternating direct/routed windows.
+   concurrent callers in this process, each level split in alternating windows (direct, bare
+   hop, routed, routed, bare hop, direct).
    On a 2-core machine the router, the node and this Python client compete for the same cores:
    the numbers are what this machine does, not the router's ceiling.
 4. Node start -> first routed request: the router starts first with `--peers` naming a free
-   port; then the node is started on that port. From the node's Popen: its ready line, and the
-   first routed call answered by the node (this client polls the router with the "no audio"
-   call every 20 ms: INVALID_ARGUMENT means the node answered, UNAVAILABLE that the router had
-   no node yet). The ready -> routed gap is the router's share (watcher reconnect backoff +
-   Describe + first load report).
+   port; then (right away, and in a second trial after the router has waited a few seconds, so
+   its reconnect backoff has grown) the node is started on that port. From the node's Popen:
+   its ready line, and the first routed call answered by the node (this client polls the
+   router with the "no audio" call every 20 ms: INVALID_ARGUMENT means the node answered,
+   UNAVAILABLE that the router had no node yet). The ready -> routed gap is the router's share:
+   its watcher's reconnect backoff (0.2 s doubling to 2 s) and the channel's own reconnect
+   backoff, then Describe and the first load report.
 5. SIGKILL -> not chosen: two nodes behind a router (static peers); two callers send a ~1 s
    real clip through the router back to back (real calls, so `served_by` says which node served
    each one: the "no audio" call's error reply does not), while ListNodes(include_down) is
    polled every 10 ms. One node is SIGKILLed. Reports the time from the kill until ListNodes
    stops showing it UP (10 ms resolution), the router's own "is down" log line, the attempts the
-   router sent to the dead node and retried elsewhere (its INFO log: "... trying another node"),
-   with the time of the last one, and the client calls that failed (target: 0, the router retries
-   unary calls that got no response on another node). The router runs at log level INFO here
-   (the timestamps have 1 ms resolution, wall clock).
+   router sent to the dead node and retried elsewhere (its INFO log: "... trying another node";
+   this includes the call that was running on the node when it died), with the time of the last
+   one, and the client calls that failed (target: 0, the router retries unary calls that got no
+   response on another node). The router runs at log level INFO here (its timestamps have 1 ms
+   resolution, wall clock).
 
 Prints markdown tables and a verdict line per target, and writes every raw number, with the
-environment, to JSON. Needs espeak-ng on PATH and the model prepared in $LANAI_HOME.
+environment, to JSON. Every process is stopped with SIGTERM at the end of its part (SIGKILL
+after 10 s, reported: a process that does not stop by itself is a finding too). Needs espeak-ng
+on PATH and the model prepared in $LANAI_HOME.
 
 Run:  LANAI_HOME=/path/to/home python bench/router.py [--quick] [--out bench/results/router.json]
                                                       [--model tiny.en] [--calls 500] [--real 15]
@@ -86,8 +98,12 @@ UP_TIMEOUT_S = 30.0
 CALL_TIMEOUT_S = 30.0
 POLL_S = 0.02
 LIST_POLL_S = 0.01
+STOP_TIMEOUT_S = 10.0
 LANAI = [sys.executable, "-m", "lanai.mesh.cli"]
-READY = re.compile(r"lanai: (?:node|router) (\S+) ready on \S+:(\d+)")
+READY = re.compile(r" ready on \S+:(\d+)")
+UPSTREAM_OPTIONS = [("grpc.max_send_message_length", -1), ("grpc.max_receive_message_length", -1)]
+"""The bare hop's channel to the node: the limits the router's channels set."""
+SIDES = ("direct", "bare", "routed")
 LOG_LINE = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) (\w+) (\S+): (.*)$")
 
 TINY_REQUESTS = {
@@ -104,7 +120,7 @@ SHORT_TEXT = "Turn off the lights."
 
 @dataclass
 class Proc:
-    """A `lanai` subprocess; times are time.perf_counter() readings."""
+    """A subprocess; times are time.perf_counter() readings."""
 
     name: str
     process: asyncio.subprocess.Process
@@ -119,28 +135,44 @@ class Proc:
         return f"127.0.0.1:{self.port}"
 
 
-class Fleet:
-    """Starts `lanai` processes and stops every one of them on exit (SIGTERM, then SIGKILL)."""
+@dataclass
+class Stopped:
+    name: str
+    seconds: float
+    """SIGTERM -> exit."""
+    killed: bool
+    """It had not exited STOP_TIMEOUT_S after SIGTERM: SIGKILLed."""
+    returncode: int | None
 
-    def __init__(self, workdir: Path, home: Path, model: str) -> None:
+
+class Fleet:
+    """Starts processes and stops every one of them on exit (SIGTERM, then SIGKILL), last
+    started first; `stops` records how each one went."""
+
+    def __init__(self, workdir: Path, home: Path, model: str, stops: list[Stopped]) -> None:
         self._dir, self._home, self._model = workdir, home, model
         self._procs: list[Proc] = []
+        self.stops = stops
 
     async def __aenter__(self) -> Fleet:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
         for proc in reversed(self._procs):
-            await stop(proc)
+            await self.stop(proc)
+
+    async def stop(self, proc: Proc) -> None:
+        if proc.process.returncode is None:
+            self.stops.append(await stop(proc))
 
     def spawn_node(self, node_id: str, port: int = 0) -> Awaitable[Proc]:
-        return self._spawn(node_id, "WARNING", [
+        return self._spawn(node_id, [*LANAI, "--log-level", "WARNING",
             "node", "--host", "127.0.0.1", "--port", str(port), "--metrics-port", "-1", "--home", str(self._home),
             "--speech-models", self._model, "--discovery", "none", "--no-router", "--node-id", node_id,
             "--grace", "1"])
 
     def spawn_router(self, router_id: str, peers: Sequence[str], log_level: str = "WARNING") -> Awaitable[Proc]:
-        return self._spawn(router_id, log_level, [
+        return self._spawn(router_id, [*LANAI, "--log-level", log_level,
             "router", "--host", "127.0.0.1", "--port", "0", "--metrics-port", "-1", "--home", str(self._home),
             "--peers", ",".join(peers), "--node-id", router_id, "--grace", "1"])
 
@@ -154,13 +186,18 @@ class Fleet:
         await wait_ready(proc)
         return proc
 
-    async def _spawn(self, name: str, log_level: str, args: list[str]) -> Proc:
+    async def bare_proxy(self, target: str) -> Proc:
+        proc = await self._spawn("bare-proxy", [sys.executable, str(Path(__file__).resolve()),
+                                                "--bare-proxy-for", target])
+        await wait_ready(proc)
+        return proc
+
+    async def _spawn(self, name: str, argv: list[str]) -> Proc:
         log_path = self._dir / f"{name}.log"
         with log_path.open("wb") as log:
             spawned_at, spawned_wall = time.perf_counter(), time.time()
             process = await asyncio.create_subprocess_exec(
-                *LANAI, "--log-level", log_level, *args, stdout=asyncio.subprocess.PIPE, stderr=log,
-                env={**os.environ, "HF_HUB_OFFLINE": "1"})
+                *argv, stdout=asyncio.subprocess.PIPE, stderr=log, env={**os.environ, "HF_HUB_OFFLINE": "1"})
         proc = Proc(name, process, log_path, spawned_at, spawned_wall)
         self._procs.append(proc)
         return proc
@@ -179,21 +216,25 @@ async def wait_ready(proc: Proc) -> None:
         if not line:
             break
         if match := READY.search(line):
-            proc.ready_at, proc.port = time.perf_counter(), int(match.group(2))
+            proc.ready_at, proc.port = time.perf_counter(), int(match.group(1))
             return
     await asyncio.sleep(0.2)  # let a dying process finish its log
     tail = proc.log_path.read_text(errors="replace")[-2000:]
     raise RuntimeError(f"{proc.name} did not become ready (exit code {proc.process.returncode}); its log:\n{tail}")
 
 
-async def stop(proc: Proc) -> None:
+async def stop(proc: Proc) -> Stopped:
+    started = time.perf_counter()
+    killed = False
     if proc.process.returncode is None:
         proc.process.send_signal(signal.SIGTERM)
         try:
-            await asyncio.wait_for(proc.process.wait(), 10)
+            await asyncio.wait_for(proc.process.wait(), STOP_TIMEOUT_S)
         except TimeoutError:
+            killed = True
             proc.process.kill()
             await proc.process.wait()
+    return Stopped(proc.name, time.perf_counter() - started, killed, proc.process.returncode)
 
 
 def free_port() -> int:
@@ -207,7 +248,8 @@ def channel(address: str) -> grpc.aio.Channel:
                                                       ("grpc.max_send_message_length", 64 << 20)])
 
 
-async def wait_up(mesh: mesh_pb2_grpc.MeshStub, addresses: Sequence[str], timeout: float = UP_TIMEOUT_S) -> None:
+async def wait_up(mesh: mesh_pb2_grpc.MeshAsyncStub, addresses: Sequence[str],
+                  timeout: float = UP_TIMEOUT_S) -> None:
     """Poll the router's ListNodes until every address is listed UP."""
     deadline = time.perf_counter() + timeout
     states: dict[str, int] = {}
@@ -224,7 +266,7 @@ async def wait_up(mesh: mesh_pb2_grpc.MeshStub, addresses: Sequence[str], timeou
 # ---------------------------------------------------------------- calls
 
 
-async def tiny_call(stub: speech_pb2_grpc.SpeechStub, request: speech_pb2.TranscribeRequest) -> float:
+async def tiny_call(stub: speech_pb2_grpc.SpeechAsyncStub, request: speech_pb2.TranscribeRequest) -> float:
     """Seconds for one tiny call, which the node must refuse with INVALID_ARGUMENT."""
     started = time.perf_counter()
     try:
@@ -236,7 +278,8 @@ async def tiny_call(stub: speech_pb2_grpc.SpeechStub, request: speech_pb2.Transc
     raise RuntimeError("the node accepted a request without audio")
 
 
-async def real_call(stub: speech_pb2_grpc.SpeechStub, wav: bytes) -> tuple[float, speech_pb2.TranscribeResponse]:
+async def real_call(stub: speech_pb2_grpc.SpeechAsyncStub,
+                    wav: bytes) -> tuple[float, speech_pb2.TranscribeResponse]:
     started = time.perf_counter()
     response = await stub.Transcribe(speech_pb2.TranscribeRequest(audio=speech_pb2.Audio(encoded=wav)),
                                      timeout=CALL_TIMEOUT_S)
@@ -258,70 +301,75 @@ def say(text: str, workdir: Path) -> tuple[bytes, float]:
 @dataclass
 class HopResult:
     request: str
-    direct_s: list[float] = field(default_factory=list)
-    routed_s: list[float] = field(default_factory=list)
-    direct_compute_s: list[float] = field(default_factory=list)
-    """compute_ms the node reported (real transcriptions only)."""
-    routed_compute_s: list[float] = field(default_factory=list)
+    target: float
+    seconds: dict[str, list[float]] = field(default_factory=dict)
+    """Side ("direct", "bare", "routed") -> client wall time of each call."""
+    compute_s: dict[str, list[float]] = field(default_factory=dict)
+    """Side -> compute_ms the node reported (real transcriptions only)."""
     audio_s: float = 0.0
-    target: float = 0.0
+
+    def p(self, side: str, q: float) -> float | None:
+        return pct(self.seconds[side], q) if self.seconds.get(side) else None
+
+    def ratio(self, top: str, bottom: str, q: float = 50) -> float | None:
+        a, b = self.p(top, q), self.p(bottom, q)
+        return None if a is None or b is None else a / b
 
     @property
     def p50_ratio(self) -> float:
-        return pct(self.routed_s, 50) / pct(self.direct_s, 50)
-
-    @property
-    def p99_ratio(self) -> float:
-        return pct(self.routed_s, 99) / pct(self.direct_s, 99)
+        return pct(self.seconds["routed"], 50) / pct(self.seconds["direct"], 50)
 
     @property
     def passed(self) -> bool:
         return self.p50_ratio <= self.target
 
 
-async def alternate(n: int, direct: Callable[[], Awaitable[None]], routed: Callable[[], Awaitable[None]]) -> None:
-    """n of each, ABBA order, so drift and warm-up effects hit both sides alike."""
+Call = Callable[[], Awaitable[None]]
+
+
+async def rotate(n: int, calls: Sequence[Call]) -> None:
+    """n rounds of every call, the order reversed every other round (ABC CBA ...), so drift
+    and warm-up effects hit every side alike."""
     for i in range(n):
-        for side in ((direct, routed) if i % 2 == 0 else (routed, direct)):
-            await side()
+        for call in (calls if i % 2 == 0 else calls[::-1]):
+            await call()
 
 
-async def measure_tiny(node: speech_pb2_grpc.SpeechStub, router: speech_pb2_grpc.SpeechStub, calls: int,
+async def measure_tiny(stubs: dict[str, speech_pb2_grpc.SpeechAsyncStub], calls: int,
                        warmup: int) -> list[HopResult]:
-    results = {name: HopResult(name, target=TINY_RATIO_TARGET) for name in TINY_REQUESTS}
+    results = {name: HopResult(name, TINY_RATIO_TARGET, {side: [] for side in stubs}) for name in TINY_REQUESTS}
 
-    def one(stub: speech_pb2_grpc.SpeechStub, name: str, into: list[float] | None) -> Callable[[], Awaitable[None]]:
+    def one(side: str, name: str, keep: bool) -> Call:
         async def call() -> None:
-            seconds = await tiny_call(stub, TINY_REQUESTS[name])
-            if into is not None:
-                into.append(seconds)
+            seconds = await tiny_call(stubs[side], TINY_REQUESTS[name])
+            if keep:
+                results[name].seconds[side].append(seconds)
         return call
 
     for name in TINY_REQUESTS:
-        await alternate(warmup, one(node, name, None), one(router, name, None))
-    for i in range(calls):  # the kinds interleaved too, so both see the same machine
-        for name, result in results.items():
-            direct, routed = one(node, name, result.direct_s), one(router, name, result.routed_s)
-            for side in ((direct, routed) if i % 2 == 0 else (routed, direct)):
-                await side()
+        await rotate(warmup, [one(side, name, False) for side in stubs])
+    for _ in range(calls // 2):  # the kinds interleaved too, so both see the same machine
+        for name in TINY_REQUESTS:
+            await rotate(2, [one(side, name, True) for side in stubs])
     return list(results.values())
 
 
-async def measure_real(node: speech_pb2_grpc.SpeechStub, router: speech_pb2_grpc.SpeechStub, wav: bytes,
-                       audio_s: float, calls: int) -> HopResult:
-    result = HopResult("real", audio_s=audio_s, target=REAL_RATIO_TARGET)
+async def measure_real(stubs: dict[str, speech_pb2_grpc.SpeechAsyncStub], wav: bytes, audio_s: float,
+                       calls: int) -> HopResult:
+    result = HopResult("real", REAL_RATIO_TARGET, {side: [] for side in stubs}, {side: [] for side in stubs},
+                       audio_s=audio_s)
 
-    def one(stub: speech_pb2_grpc.SpeechStub, wall: list[float], compute: list[float]) -> Callable[[], Awaitable[None]]:
+    def one(side: str, keep: bool) -> Call:
         async def call() -> None:
             await asyncio.sleep(0.05)  # neither side starts while the other's threads still spin
-            seconds, response = await real_call(stub, wav)
-            wall.append(seconds)
-            compute.append(response.served_by.compute_ms / 1000)
+            seconds, response = await real_call(stubs[side], wav)
+            if keep:
+                result.seconds[side].append(seconds)
+                result.compute_s[side].append(response.served_by.compute_ms / 1000)
         return call
 
-    await alternate(1, one(node, [], []), one(router, [], []))  # warm-up
-    await alternate(calls, one(node, result.direct_s, result.direct_compute_s),
-                    one(router, result.routed_s, result.routed_compute_s))
+    await rotate(1, [one(side, False) for side in stubs])  # warm-up
+    await rotate(calls, [one(side, True) for side in stubs])
     return result
 
 
@@ -339,10 +387,10 @@ class Window:
 
     @property
     def calls_per_s(self) -> float:
-        return self.ok / self.seconds
+        return self.ok / self.seconds if self.seconds else 0.0
 
 
-async def blast(stub: speech_pb2_grpc.SpeechStub, side: str, concurrency: int, seconds: float) -> Window:
+async def blast(stub: speech_pb2_grpc.SpeechAsyncStub, side: str, concurrency: int, seconds: float) -> Window:
     """`concurrency` callers sending "no audio" calls back to back for `seconds`."""
     latencies: list[float] = []
     errors: dict[str, int] = {}
@@ -361,14 +409,11 @@ async def blast(stub: speech_pb2_grpc.SpeechStub, side: str, concurrency: int, s
     return Window(side, concurrency, time.perf_counter() - started, len(latencies), errors, latencies)
 
 
-async def measure_throughput(node: speech_pb2_grpc.SpeechStub, router: speech_pb2_grpc.SpeechStub,
-                             levels: Sequence[int], seconds: float) -> list[Window]:
-    """Per level: direct, routed, routed, direct windows of seconds/2 each."""
-    windows: list[Window] = []
-    for n in levels:
-        for side in ("direct", "routed", "routed", "direct"):
-            windows.append(await blast(node if side == "direct" else router, side, n, seconds / 2))
-    return windows
+async def measure_throughput(stubs: dict[str, speech_pb2_grpc.SpeechAsyncStub], levels: Sequence[int],
+                             seconds: float) -> list[Window]:
+    """Per level, a window of seconds/2 for each side, then each again in reverse order."""
+    order = [*stubs, *reversed(stubs)]
+    return [await blast(stubs[side], side, n, seconds / 2) for n in levels for side in order]
 
 
 def merged(windows: Sequence[Window], side: str, n: int) -> Window:
@@ -387,6 +432,8 @@ def merged(windows: Sequence[Window], side: str, n: int) -> Window:
 @dataclass
 class ColdStart:
     trial: int
+    router_idle_s: float
+    """How long the router had been waiting for the node (and backing off) before it started."""
     ready_s: float
     """Node Popen -> its ready line."""
     first_routed_sent_s: float
@@ -401,12 +448,13 @@ class ColdStart:
         return self.first_routed_s - self.ready_s
 
 
-async def cold_start(fleet: Fleet, trial: int) -> ColdStart:
+async def cold_start(fleet: Fleet, trial: int, router_idle_s: float) -> ColdStart:
     port = free_port()
     router = await fleet.router(f"coldrouter{trial}", [f"127.0.0.1:{port}"])
     async with channel(router.address) as ch:
         stub = speech_pb2_grpc.SpeechStub(ch)
         await tiny_call_refused(stub)  # the router is serving (and refusing: no node yet)
+        await asyncio.sleep(router_idle_s)
         node = await fleet.spawn_node(f"coldnode{trial}", port)
         ready = asyncio.ensure_future(wait_ready(node))
         refused: dict[str, int] = {}
@@ -425,11 +473,11 @@ async def cold_start(fleet: Fleet, trial: int) -> ColdStart:
             await ready
         finally:
             ready.cancel()
-    return ColdStart(trial, node.ready_at - node.spawned_at, sent - node.spawned_at, answered - node.spawned_at,
-                     refused)
+    start = node.spawned_at
+    return ColdStart(trial, router_idle_s, node.ready_at - start, sent - start, answered - start, refused)
 
 
-async def tiny_call_refused(stub: speech_pb2_grpc.SpeechStub) -> None:
+async def tiny_call_refused(stub: speech_pb2_grpc.SpeechAsyncStub) -> None:
     try:
         await stub.Transcribe(TINY_REQUESTS["no audio"], timeout=CALL_TIMEOUT_S)
     except grpc.aio.AioRpcError as exc:
@@ -498,7 +546,7 @@ async def kill_trial(fleet: Fleet, trial: int, wav: bytes, before_s: float, afte
         finally:
             stopping.set()
             await asyncio.gather(*callers, poller, return_exceptions=True)
-    await stop(router)  # flush its log
+    await fleet.stop(router)  # flush its log
     calls = [CallRecord(s - killed_at, d - killed_at, code, by) for s, d, code, by in raw_calls]
     after = [(t - killed_at, state, reason) for t, state, reason in polls if t >= killed_at]
     result = KillTrial(trial, victim.name, survivor.name, calls, after,
@@ -507,7 +555,7 @@ async def kill_trial(fleet: Fleet, trial: int, wav: bytes, before_s: float, afte
     return result
 
 
-async def keep_calling(stub: speech_pb2_grpc.SpeechStub, wav: bytes, into: list[tuple[float, float, str, str]],
+async def keep_calling(stub: speech_pb2_grpc.SpeechAsyncStub, wav: bytes, into: list[tuple[float, float, str, str]],
                        stopping: asyncio.Event) -> None:
     while not stopping.is_set():
         sent = time.perf_counter()
@@ -519,7 +567,7 @@ async def keep_calling(stub: speech_pb2_grpc.SpeechStub, wav: bytes, into: list[
             await asyncio.sleep(POLL_S)
 
 
-async def keep_listing(mesh: mesh_pb2_grpc.MeshStub, address: str, into: list[tuple[float, str, str]],
+async def keep_listing(mesh: mesh_pb2_grpc.MeshAsyncStub, address: str, into: list[tuple[float, str, str]],
                        stopping: asyncio.Event) -> None:
     while not stopping.is_set():
         reply = await mesh.ListNodes(mesh_pb2.ListNodesRequest(include_down=True), timeout=5)
@@ -581,39 +629,57 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
 
 
 def hop_table(results: Sequence[HopResult]) -> str:
-    rows = [[r.request + (f" ({r.audio_s:.1f} s clip)" if r.audio_s else ""), len(r.direct_s),
-             ms(pct(r.direct_s, 50)), ms(pct(r.routed_s, 50)), ms(pct(r.routed_s, 50) - pct(r.direct_s, 50)),
-             f"{r.p50_ratio:.3f}", ms(pct(r.direct_s, 99)), ms(pct(r.routed_s, 99)), f"{r.p99_ratio:.3f}",
-             f"<= {r.target:.2f}", verdict(r.passed)] for r in results]
-    return table(["request", "calls per side", "direct p50 ms", "routed p50 ms", "hop p50 ms", "p50 ratio",
-                  "direct p99 ms", "routed p99 ms", "p99 ratio", "target (p50)", "verdict"], rows)
+    """One row per request; the bare-hop columns only when it was measured."""
+    bare = any(r.seconds.get("bare") for r in results)
+
+    def ratio(value: float | None) -> str:
+        return "-" if value is None else f"{value:.3f}"
+
+    def row(r: HopResult) -> list[str]:
+        gap = (r.p("routed", 50) or 0.0) - (r.p("direct", 50) or 0.0)
+        cells = {"request": r.request + (f" ({r.audio_s:.1f} s clip)" if r.audio_s else ""),
+                 "calls per side": str(len(r.seconds["direct"])), "direct p50 ms": ms(r.p("direct", 50)),
+                 "bare hop p50 ms": ms(r.p("bare", 50)), "routed p50 ms": ms(r.p("routed", 50)),
+                 "routed - direct p50 ms": ms(gap), "routed/direct p50": ratio(r.ratio("routed", "direct")),
+                 "bare/direct p50": ratio(r.ratio("bare", "direct")),
+                 "routed/bare p50": ratio(r.ratio("routed", "bare")), "direct p99 ms": ms(r.p("direct", 99)),
+                 "bare hop p99 ms": ms(r.p("bare", 99)), "routed p99 ms": ms(r.p("routed", 99)),
+                 "routed/direct p99": ratio(r.ratio("routed", "direct", 99)), "target (p50)": f"<= {r.target:.2f}",
+                 "verdict": verdict(r.passed)}
+        return [v for k, v in cells.items() if bare or "bare" not in k]
+
+    headers = ["request", "calls per side", "direct p50 ms", "bare hop p50 ms", "routed p50 ms",
+               "routed - direct p50 ms", "routed/direct p50", "bare/direct p50", "routed/bare p50", "direct p99 ms",
+               "bare hop p99 ms", "routed p99 ms", "routed/direct p99", "target (p50)", "verdict"]
+    return table([h for h in headers if bare or "bare" not in h], [row(r) for r in results])
 
 
-def real_overhead_ms(r: HopResult) -> tuple[float, float]:
-    """Median (wall - node compute) of each side, in ms: gRPC, protobuf and the router."""
-    direct = statistics.median(w - c for w, c in zip(r.direct_s, r.direct_compute_s))
-    routed = statistics.median(w - c for w, c in zip(r.routed_s, r.routed_compute_s))
-    return direct * 1000, routed * 1000
+def real_overhead_ms(r: HopResult) -> dict[str, float]:
+    """Per side, the median of (wall - node compute) in ms: gRPC, protobuf, the hop."""
+    return {side: 1000 * statistics.median(w - c for w, c in zip(r.seconds[side], r.compute_s[side]))
+            for side in r.seconds}
 
 
 def throughput_table(windows: Sequence[Window], levels: Sequence[int]) -> str:
     rows = []
     for n in levels:
-        d, r = merged(windows, "direct", n), merged(windows, "routed", n)
-        rows.append([n, d.ok, f"{d.calls_per_s:.0f}", r.ok, f"{r.calls_per_s:.0f}",
+        d, b, r = (merged(windows, side, n) for side in SIDES)
+        rows.append([n, f"{d.calls_per_s:.0f}", f"{b.calls_per_s:.0f}", f"{r.calls_per_s:.0f}",
                      f"{r.calls_per_s / d.calls_per_s:.2f}" if d.calls_per_s else "-",
-                     ms(pct(d.latencies_s, 50)) if d.ok else "-", ms(pct(r.latencies_s, 50)) if r.ok else "-",
-                     sum(d.errors.values()) + sum(r.errors.values())])
-    return table(["callers", "direct calls", "direct calls/s", "routed calls", "routed calls/s", "routed/direct",
-                  "direct p50 ms", "routed p50 ms", "errors"], rows)
+                     f"{r.calls_per_s / b.calls_per_s:.2f}" if b.calls_per_s else "-",
+                     *(ms(pct(w.latencies_s, 50)) if w.ok else "-" for w in (d, b, r)),
+                     sum(sum(w.errors.values()) for w in (d, b, r))])
+    return table(["callers", "direct calls/s", "bare hop calls/s", "routed calls/s", "routed/direct",
+                  "routed/bare", "direct p50 ms", "bare hop p50 ms", "routed p50 ms", "errors"], rows)
 
 
 def cold_table(trials: Sequence[ColdStart]) -> str:
-    rows = [[t.trial, f"{t.ready_s:.2f}", f"{t.first_routed_sent_s:.2f}", f"{t.first_routed_s:.2f}",
-             ms(t.router_share_s), ", ".join(f"{k} {v}" for k, v in sorted(t.polls_refused.items())) or "-"]
-            for t in trials]
-    return table(["trial", "Popen -> ready line s", "Popen -> first routed call sent s",
-                  "Popen -> first routed answer s", "ready -> first routed answer ms", "polls refused before"], rows)
+    rows = [[t.trial, f"{t.router_idle_s:.1f}", f"{t.ready_s:.2f}", f"{t.first_routed_sent_s:.2f}",
+             f"{t.first_routed_s:.2f}", ms(t.router_share_s),
+             ", ".join(f"{k} {v}" for k, v in sorted(t.polls_refused.items())) or "-"] for t in trials]
+    return table(["trial", "router waited before node start s", "Popen -> ready line s",
+                  "Popen -> first routed call sent s", "Popen -> first routed answer s",
+                  "ready -> first routed answer ms", "polls refused before"], rows)
 
 
 def kill_table(trials: Sequence[KillTrial]) -> str:
@@ -656,6 +722,46 @@ def emit(text: str = "") -> None:
     print(text, flush=True)
 
 
+# ---------------------------------------------------------------- the bare hop (reference)
+
+
+async def serve_bare_proxy(target: str) -> None:
+    """Relay every unary call to `target` as raw bytes, until SIGTERM/SIGINT."""
+    upstream = grpc.aio.insecure_channel(target, options=UPSTREAM_OPTIONS)
+    handlers: dict[str, grpc.RpcMethodHandler[bytes, bytes]] = {}
+
+    def relay_to(method: str) -> grpc.RpcMethodHandler[bytes, bytes]:
+        call: grpc.aio.UnaryUnaryMultiCallable[bytes, bytes] = upstream.unary_unary(method)
+
+        async def relay(request: bytes, context: grpc.aio.ServicerContext[bytes, bytes]) -> bytes:
+            try:
+                return await call(request, timeout=context.time_remaining())
+            except grpc.aio.AioRpcError as exc:
+                await context.abort(exc.code(), exc.details() or "")
+                raise  # abort raised already
+
+        return grpc.unary_unary_rpc_method_handler(relay)
+
+    class Relay(grpc.GenericRpcHandler):
+        def service(self, details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler[bytes, bytes] | None:
+            method: str = details.method
+            if method not in handlers:
+                handlers[method] = relay_to(method)
+            return handlers[method]
+
+    server = grpc.aio.server(options=UPSTREAM_OPTIONS)
+    server.add_generic_rpc_handlers((Relay(),))
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    stop_now = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        asyncio.get_running_loop().add_signal_handler(sig, stop_now.set)
+    print(f"bench: bare proxy to {target} ready on 127.0.0.1:{port}", flush=True)
+    await stop_now.wait()
+    await server.stop(1)
+    await upstream.close()
+
+
 # ---------------------------------------------------------------- main
 
 
@@ -667,7 +773,9 @@ class Plan:
     real_calls: int
     throughput_levels: tuple[int, ...]
     throughput_seconds: float
-    cold_trials: int
+    """Per level and side."""
+    cold_router_idle_s: tuple[float, ...]
+    """One node-start trial per value: how long the router waits for the node before it starts."""
     kill_trials: int
     kill_before_s: float
     kill_after_s: float
@@ -675,8 +783,8 @@ class Plan:
 
 def plan_from(args: argparse.Namespace) -> Plan:
     if args.quick:
-        return Plan(args.model, args.calls or 200, 20, args.real or 5, (1, 4, 16), 2.0, 1, 1, 1.5, 2.0)
-    return Plan(args.model, args.calls or 500, 50, args.real or 15, (1, 4, 16), 4.0, 2, 2, 2.0, 3.0)
+        return Plan(args.model, args.calls or 200, 20, args.real or 5, (1, 4, 16), 2.0, (0.0,), 1, 1.5, 2.0)
+    return Plan(args.model, args.calls or 500, 50, args.real or 15, (1, 4, 16), 4.0, (0.0, 4.0), 2, 2.0, 3.0)
 
 
 @dataclass
@@ -686,32 +794,43 @@ class Results:
     throughput: list[Window] = field(default_factory=list)
     cold: list[ColdStart] = field(default_factory=list)
     kill: list[KillTrial] = field(default_factory=list)
+    stops: list[Stopped] = field(default_factory=list)
 
 
 async def hop_phase(plan: Plan, fleet: Fleet, clip: tuple[bytes, float], results: Results) -> None:
     node = await fleet.node("benchnode")
     router = await fleet.router("benchrouter", [node.address])
-    async with channel(node.address) as direct_ch, channel(router.address) as routed_ch:
+    bare = await fleet.bare_proxy(node.address)
+    async with channel(node.address) as direct_ch, channel(bare.address) as bare_ch, \
+            channel(router.address) as routed_ch:
         await wait_up(mesh_pb2_grpc.MeshStub(routed_ch), [node.address])
-        direct, routed = speech_pb2_grpc.SpeechStub(direct_ch), speech_pb2_grpc.SpeechStub(routed_ch)
-        results.tiny = await measure_tiny(direct, routed, plan.tiny_calls, plan.tiny_warmup)
-        emit(f"\n## 1. Hop latency, tiny request (refused by the node with INVALID_ARGUMENT), "
-             f"direct vs routed, interleaved\n")
+        stubs = {side: speech_pb2_grpc.SpeechStub(ch) for side, ch in zip(SIDES, (direct_ch, bare_ch, routed_ch))}
+        results.tiny = await measure_tiny(stubs, plan.tiny_calls, plan.tiny_warmup)
+        emit("\n## 1. Hop latency, tiny request (refused by the node with INVALID_ARGUMENT): direct, through a "
+             "bare grpc.aio hop, and routed; interleaved\n")
         emit(hop_table(results.tiny))
-        results.real = await measure_real(direct, routed, *clip, plan.real_calls)
-        emit(f"\n## 2. Hop latency, real transcription ({plan.model}, default node config), "
-             "direct vs routed, interleaved\n")
+        results.real = await measure_real({s: stubs[s] for s in ("direct", "routed")}, *clip, plan.real_calls)
+        emit(f"\n## 2. Hop latency, real transcription ({plan.model}, default node config): direct vs routed, "
+             "interleaved\n")
         emit(hop_table([results.real]))
-        d, r = real_overhead_ms(results.real)
-        emit(f"\nwall - node compute, median: direct {d:.1f} ms, routed {r:.1f} ms: the hop costs {r - d:.1f} ms "
-             f"({(r - d) / (1000 * pct(results.real.direct_s, 50)) * 100:.2f}% of the direct p50)")
-        results.throughput = await measure_throughput(direct, routed, plan.throughput_levels,
-                                                      plan.throughput_seconds)
+        emit("\n" + real_summary(results.real))
+        results.throughput = await measure_throughput(stubs, plan.throughput_levels, plan.throughput_seconds)
         emit(f"\n## 3. Throughput, \"no audio\" calls, {plan.throughput_seconds:.0f} s per level and side "
-             f"(alternating windows)\n")
+             "(alternating windows)\n")
         emit(throughput_table(results.throughput, plan.throughput_levels))
-        emit(f"\n{os.cpu_count()} CPU(s) shared by the node, the router and this Python client (one asyncio "
-             "process): the router's rate here is bounded by the machine, not only by the router.")
+        emit(f"\n{os.cpu_count()} CPU(s) shared by the node, the hop (router or bare) and this Python client "
+             "(one asyncio process): the rates are what this machine does, not the router's ceiling.")
+
+
+def real_summary(r: HopResult) -> str:
+    overhead = real_overhead_ms(r)
+    extra = overhead["routed"] - overhead["direct"]
+    direct_p50 = pct(r.seconds["direct"], 50)
+    compute = statistics.median(r.compute_s["routed"]) / statistics.median(r.compute_s["direct"])
+    return (f"wall - node compute, median: direct {overhead['direct']:.1f} ms, routed {overhead['routed']:.1f} ms: "
+            f"the hop costs {extra:.1f} ms, {extra / (1000 * direct_p50) * 100:.2f}% of the direct p50. "
+            f"The node's own compute differed by {abs(compute - 1) * 100:.1f}% between the sides (same work: "
+            "that is the noise floor of the wall-time ratio on this machine).")
 
 
 async def run(plan: Plan, home: Path, out: Path) -> Results:
@@ -721,21 +840,22 @@ async def run(plan: Plan, home: Path, out: Path) -> Results:
     with tempfile.TemporaryDirectory(prefix="lanai-bench-router-") as tmp:
         workdir = Path(tmp)
         real_clip, short_clip = say(REAL_TEXT, workdir), say(SHORT_TEXT, workdir)
-        async with Fleet(workdir, home, plan.model) as fleet:
+        async with Fleet(workdir, home, plan.model, results.stops) as fleet:
             await hop_phase(plan, fleet, real_clip, results)
-        for trial in range(plan.cold_trials):
-            async with Fleet(workdir, home, plan.model) as fleet:
-                results.cold.append(await cold_start(fleet, trial))
+        for trial, idle_s in enumerate(plan.cold_router_idle_s):
+            async with Fleet(workdir, home, plan.model, results.stops) as fleet:
+                results.cold.append(await cold_start(fleet, trial, idle_s))
         emit("\n## 4. Node start -> first routed request (router started first, `--peers` naming the node's "
              f"port; polled every {POLL_S * 1000:.0f} ms)\n")
         emit(cold_table(results.cold))
         for trial in range(plan.kill_trials):
-            async with Fleet(workdir, home, plan.model) as fleet:
+            async with Fleet(workdir, home, plan.model, results.stops) as fleet:
                 results.kill.append(await kill_trial(fleet, trial, short_clip[0], plan.kill_before_s,
                                                      plan.kill_after_s))
         emit(f"\n## 5. SIGKILL -> not chosen (2 nodes, 2 callers sending a {short_clip[1]:.1f} s clip through the "
              f"router; ListNodes polled every {LIST_POLL_S * 1000:.0f} ms)\n")
         emit(kill_table(results.kill))
+    env["load_average_at_end"] = os.getloadavg()
     emit("\n## Verdicts\n")
     for verdict_line in verdicts(results):
         emit(verdict_line)
@@ -745,8 +865,14 @@ async def run(plan: Plan, home: Path, out: Path) -> Results:
 
 
 def verdicts(results: Results) -> list[str]:
-    lines = [f"- tiny request \"{r.request}\": routed/direct p50 {r.p50_ratio:.2f} (target <= {r.target:.1f}): "
-             f"{verdict(r.passed)}; p99 ratio {r.p99_ratio:.2f}" for r in results.tiny]
+    lines = []
+    for r in results.tiny:
+        bare, over_bare = r.ratio("bare", "direct"), r.ratio("routed", "bare")
+        extra = (r.p("routed", 50) or 0) - (r.p("bare", 50) or 0)
+        lines.append(f"- tiny request \"{r.request}\": routed/direct p50 {r.p50_ratio:.2f} (target <= {r.target:.1f}): "
+                     f"{verdict(r.passed)}; p99 ratio {r.ratio('routed', 'direct', 99):.2f}. For reference a bare "
+                     f"grpc.aio hop is {bare:.2f}x direct; the router is {over_bare:.2f}x the bare hop "
+                     f"({extra * 1000:+.2f} ms at p50).")
     if results.real is not None:
         r = results.real
         lines.append(f"- real transcription: routed/direct p50 {r.p50_ratio:.3f} (target <= {r.target:.2f}): "
@@ -754,27 +880,29 @@ def verdicts(results: Results) -> list[str]:
     if results.kill:
         failed = sum(len(t.failed_after_kill) for t in results.kill)
         lines.append(f"- SIGKILL: {failed} client call(s) failed after the kill (target 0): {verdict(failed == 0)}; "
-                     "kill -> not UP: " + ", ".join(f"{ms(t.not_up_s)} ms" for t in results.kill))
+                     "kill -> not UP in ListNodes: " + ", ".join(f"{ms(t.not_up_s)} ms" for t in results.kill))
     if results.cold:
-        lines.append("- node start -> first routed answer: " + ", ".join(
-            f"{t.first_routed_s:.2f} s ({ms(t.router_share_s)} ms after its ready line)" for t in results.cold)
-            + " (no target)")
+        lines.append("- node start -> first routed answer (no target): " + ", ".join(
+            f"{t.first_routed_s:.2f} s ({ms(t.router_share_s)} ms after its ready line)" for t in results.cold))
+    killed = [s for s in results.stops if s.killed]
+    lines.append(f"- shutdown: {len(results.stops) - len(killed)}/{len(results.stops)} processes exited within "
+                 f"{STOP_TIMEOUT_S:.0f} s of SIGTERM" + (f"; SIGKILLed: {', '.join(s.name for s in killed)}"
+                                                         if killed else ""))
     return lines
 
 
 def write_json(out: Path, env: dict[str, Any], plan: Plan, results: Results, real_s: float, short_s: float) -> None:
     summary: dict[str, Any] = {
-        "tiny": [{"request": r.request, "p50_ratio": r.p50_ratio, "p99_ratio": r.p99_ratio, "passed": r.passed,
-                  "direct_p50_s": pct(r.direct_s, 50), "routed_p50_s": pct(r.routed_s, 50),
-                  "direct_p99_s": pct(r.direct_s, 99), "routed_p99_s": pct(r.routed_s, 99)} for r in results.tiny],
-        "throughput": [{"callers": n, "direct_calls_per_s": merged(results.throughput, "direct", n).calls_per_s,
-                        "routed_calls_per_s": merged(results.throughput, "routed", n).calls_per_s}
-                       for n in plan.throughput_levels],
+        "tiny": [{"request": r.request, "passed": r.passed, "p50_s": {s: r.p(s, 50) for s in r.seconds},
+                  "p99_s": {s: r.p(s, 99) for s in r.seconds}, "routed_direct_p50": r.p50_ratio,
+                  "routed_direct_p99": r.ratio("routed", "direct", 99), "bare_direct_p50": r.ratio("bare", "direct"),
+                  "routed_bare_p50": r.ratio("routed", "bare")} for r in results.tiny],
+        "throughput_calls_per_s": [{"callers": n, **{s: merged(results.throughput, s, n).calls_per_s for s in SIDES}}
+                                   for n in plan.throughput_levels],
     }
     if results.real is not None:
-        direct, routed = real_overhead_ms(results.real)
-        summary["real"] = {"p50_ratio": results.real.p50_ratio, "passed": results.real.passed,
-                           "overhead_ms_direct": direct, "overhead_ms_routed": routed}
+        summary["real"] = {"routed_direct_p50": results.real.p50_ratio, "passed": results.real.passed,
+                           "wall_minus_compute_median_ms": real_overhead_ms(results.real)}
     report = {"environment": env, "plan": asdict(plan), "clips_s": {"real": real_s, "short": short_s},
               "summary": summary, "results": asdict(results)}
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -789,7 +917,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results" / "router.json",
                    help="JSON file for the raw numbers (default bench/results/router.json)")
     p.add_argument("--quick", action="store_true", help="fewer calls, trials and seconds: a smoke test")
+    p.add_argument("--bare-proxy-for", metavar="HOST:PORT", help=argparse.SUPPRESS)  # the bare hop's process
     args = p.parse_args(argv)
+    if args.bare_proxy_for:
+        asyncio.run(serve_bare_proxy(args.bare_proxy_for))
+        return 0
     if args.calls < 0 or args.real < 0:
         p.error("--calls and --real must not be negative (0: the default)")
     try:

@@ -22,7 +22,7 @@ from lanai.mesh.catalog import GRPC_SERVICES
 from lanai.mesh.load import LoadBoard
 from lanai.mesh.mesh_service import MeshServicer, RoutingInterceptor
 from lanai.mesh.presence import MeshConfig, MeshPresence
-from lanai.mesh.router import Router
+from lanai.mesh.router import ACCEPT_KEEPALIVE, Router
 from lanai.mesh.node_service import NodeServicer
 from lanai.mesh.status import LanaiInterceptor
 from lanai.services import models as model_cache
@@ -94,7 +94,7 @@ class Node:
             interceptors.append(RoutingInterceptor(presence.router))
         server = grpc.aio.server(interceptors=interceptors, options=[
             ("grpc.max_receive_message_length", size), ("grpc.max_send_message_length", size),
-            ("grpc.so_reuseport", 0)])
+            ("grpc.so_reuseport", 0), *ACCEPT_KEEPALIVE])
         for service in services:
             service.register(server)
         mesh_pb2_grpc.add_NodeServicer_to_server(NodeServicer(board, detect(), services, metrics_port), server)

@@ -27,6 +27,11 @@ FORWARDED = "lanai-forwarded"
 """Metadata a router adds: the receiving node serves the call itself, never forwards it again."""
 _HOP_HEADERS = {"te", "content-type", "user-agent", "grpc-accept-encoding", "grpc-encoding", "grpc-timeout", FORWARDED}
 _RETRYABLE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED}
+KEEPALIVE = (("grpc.keepalive_time_ms", 1000), ("grpc.keepalive_timeout_ms", 1000),
+             ("grpc.keepalive_permit_without_calls", 1), ("grpc.http2.max_pings_without_data", 0))
+ACCEPT_KEEPALIVE = (("grpc.keepalive_permit_without_calls", 1), ("grpc.http2.max_ping_strikes", 0),
+                    ("grpc.http2.min_recv_ping_interval_without_data_ms", 500))
+"""Server options that let routers ping as often as KEEPALIVE does."""
 Context = grpc.aio.ServicerContext[Any, Any]
 
 
@@ -130,7 +135,10 @@ class Router:
         if address not in self._channels:
             self._channels[address] = grpc.aio.insecure_channel(address, options=[
                 ("grpc.max_send_message_length", -1), ("grpc.max_receive_message_length", -1),
-                ("grpc.initial_reconnect_backoff_ms", 200), ("grpc.max_reconnect_backoff_ms", 2000)])
+                ("grpc.initial_reconnect_backoff_ms", 200), ("grpc.max_reconnect_backoff_ms", 2000),
+                # A pulled cable sends no reset: pings find the dead connection within ~2 s, so calls
+                # placed on it fail with UNAVAILABLE (and are retried) instead of waiting for the deadline.
+                *KEEPALIVE])
         return self._channels[address]
 
     # --- placement -------------------------------------------------------------------------
