@@ -63,7 +63,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import datetime
 import io
 import json
@@ -78,7 +77,7 @@ import sys
 import tempfile
 import time
 import wave
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -903,10 +902,33 @@ def write_json(out: Path, env: dict[str, Any], plan: Plan, results: Results, rea
     if results.real is not None:
         summary["real"] = {"routed_direct_p50": results.real.p50_ratio, "passed": results.real.passed,
                            "wall_minus_compute_median_ms": real_overhead_ms(results.real)}
+    raw = asdict(results)
+    raw["throughput"] = [window_record(w) for w in results.throughput]
     report = {"environment": env, "plan": asdict(plan), "clips_s": {"real": real_s, "short": short_s},
-              "summary": summary, "results": asdict(results)}
+              "summary": summary, "results": raw}
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2) + "\n")
+    out.write_text(json.dumps(rounded(report), indent=1) + "\n")
+
+
+def window_record(w: Window) -> dict[str, Any]:
+    """A throughput window without its thousands of per-call latencies: their percentiles."""
+    record = {k: v for k, v in asdict(w).items() if k != "latencies_s"}
+    record["calls_per_s"] = w.calls_per_s
+    record["latency_s"] = {f"p{q}": pct(w.latencies_s, q) for q in (50, 90, 99)} if w.latencies_s else {}
+    if w.latencies_s:
+        record["latency_s"]["max"] = max(w.latencies_s)
+    return record
+
+
+def rounded(value: Any) -> Any:
+    """Floats to 7 decimals (0.1 us on seconds) to keep the JSON small; the rest as it is."""
+    if isinstance(value, float):
+        return round(value, 7)
+    if isinstance(value, dict):
+        return {k: rounded(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [rounded(v) for v in value]
+    return value
 
 
 def main(argv: Sequence[str] | None = None) -> int:

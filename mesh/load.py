@@ -105,6 +105,7 @@ class LoadBoard:
             if self._changed is None or self._changed.done():
                 self._changed = asyncio.get_running_loop().create_future()
             try:
-                await asyncio.wait_for(asyncio.shield(self._changed), heartbeat_s)
+                async with asyncio.timeout(heartbeat_s):  # not wait_for: it can swallow a cancellation
+                    await asyncio.shield(self._changed)
             except TimeoutError:
                 yield self.snapshot()  # heartbeat: nothing changed

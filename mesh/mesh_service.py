@@ -23,13 +23,13 @@ class RoutingInterceptor(grpc.aio.ServerInterceptor):
     forwarded here: those are served by this node's own servicers."""
 
     def __init__(self, router: Router) -> None:
-        self._router = router
+        self._handlers = {path: _handler(router, rpc) for path, rpc in RPCS.items()}  # built once
 
     async def intercept_service(self, continuation: Callable[[Any], Awaitable[Any]], details: Any) -> Any:
-        rpc = RPCS.get(details.method)
-        if rpc is None or any(key == FORWARDED for key, _ in details.invocation_metadata or ()):
+        handler = self._handlers.get(details.method)
+        if handler is None or any(key == FORWARDED for key, _ in details.invocation_metadata or ()):
             return await continuation(details)
-        return _handler(self._router, rpc)
+        return handler
 
 
 def _handler(router: Router, rpc: Rpc) -> grpc.RpcMethodHandler[Any, Any]:

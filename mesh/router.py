@@ -4,7 +4,6 @@ elsewhere while no response has been relayed."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 import time
@@ -104,9 +103,10 @@ class Router:
     async def close(self) -> None:
         for task in self._watchers.values():
             task.cancel()
-        for task in self._watchers.values():
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        if self._watchers:
+            _, stuck = await asyncio.wait(self._watchers.values(), timeout=5)
+            if stuck:
+                log.error("router %s: %d node watcher(s) did not stop", self.router_id, len(stuck))
         for channel in self._channels.values():
             await channel.close()
         self._watchers.clear()

@@ -39,12 +39,23 @@ class LanaiInterceptor(grpc.aio.ServerInterceptor):
 
     def __init__(self, node_id: str) -> None:
         self._node_id = node_id
+        self._wrapped: dict[int, tuple[Any, Any]] = {}  # id(handler) -> (handler, wrapped): wrap once
 
     async def intercept_service(self, continuation: Callable[[Any], Awaitable[Any]], details: Any) -> Any:
         handler = await continuation(details)
         if handler is None or not details.method.startswith("/lanai."):
             return handler
-        full_service, method = details.method[1:].split("/", 1)
+        known = self._wrapped.get(id(handler))
+        if known is not None and known[0] is handler:
+            return known[1]
+        wrapped = self._wrap(handler, details.method)
+        if len(self._wrapped) > 4096:  # handlers are per method, so this only guards against surprises
+            self._wrapped.clear()
+        self._wrapped[id(handler)] = (handler, wrapped)
+        return wrapped
+
+    def _wrap(self, handler: Any, path: str) -> Any:
+        full_service, method = path[1:].split("/", 1)
         labels = (full_service.split(".")[1], method)  # /lanai.<service>.v1.<Name>/<Method>
         if handler.request_streaming and handler.response_streaming:
             inner, make = handler.stream_stream, grpc.stream_stream_rpc_method_handler

@@ -63,13 +63,17 @@ class NodeWatcher:
         call = None
         reached = False
         try:
-            described = await self._stub.Describe(mesh_pb2.DescribeRequest(), timeout=5)
+            # wait_for_ready: a node starting up is described as soon as it listens, not after a backoff
+            described = await self._stub.Describe(mesh_pb2.DescribeRequest(), timeout=5, wait_for_ready=True)
             self._on_described(self.address, described)
             reached = True
             call = self._stub.WatchLoad(mesh_pb2.WatchLoadRequest(heartbeat_ms=self._heartbeat_ms))
             reports = aiter(call)
             while True:
-                report = await asyncio.wait_for(anext(reports), patience)
+                # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation that
+                # coincides with the stream ending, and the watcher then never stops (shutdown hangs)
+                async with asyncio.timeout(patience):
+                    report = await anext(reports)
                 self._on_load(self.address, report)
         except StopAsyncIteration:
             return "load stream ended: the node is shutting down", reached
