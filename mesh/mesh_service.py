@@ -3,6 +3,7 @@ lanai.mesh.v1.Mesh/ListNodes."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -42,8 +43,9 @@ def _handler(router: Router, rpc: Rpc) -> grpc.RpcMethodHandler[Any, Any]:
         return make(streaming)
 
     async def unary(request: Any, context: Context) -> bytes:
-        async for response in router.forward(rpc, request, context):
-            return response
+        async with contextlib.aclosing(router.forward(rpc, request, context)) as responses:
+            async for response in responses:
+                return response
         raise RuntimeError("the node ended the call without a response")  # gRPC forbids this; never seen
     make = grpc.stream_unary_rpc_method_handler if rpc.client_streaming else grpc.unary_unary_rpc_method_handler
     return make(unary)

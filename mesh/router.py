@@ -4,6 +4,7 @@ elsewhere while no response has been relayed."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import time
@@ -161,8 +162,12 @@ class Router:
         them for client-streaming calls. Yields the raw responses."""
         feed = _Feed(request) if rpc.client_streaming else None
         try:
-            async for response in self._attempts(rpc, feed, await feed.first() if feed else request, context):
-                yield response
+            first = await feed.first() if feed else request
+            # aclosing: a consumer that stops early (a unary call) must close the attempt at once,
+            # so the call is counted finished now, not whenever the generator is collected.
+            async with contextlib.aclosing(self._attempts(rpc, feed, first, context)) as responses:
+                async for response in responses:
+                    yield response
         finally:
             if feed:
                 feed.close()

@@ -68,6 +68,9 @@ async def test_router_spreads_concurrent_requests(mesh: Mesh, fox_wav: bytes) ->
             assert has_keywords(reply.text)  # type: ignore[attr-defined]
             served[reply.served_by.node_id] += 1  # type: ignore[attr-defined]
     assert set(served) == {"node-a", "node-b"}, served
+    # Every call is counted finished when it ends (placement weighs the router's in-flight calls).
+    listed = await wait_for_nodes(mesh.router.address, lambda nodes: up(nodes, "node-a", "node-b"))
+    assert [n.router_in_flight for n in listed.nodes] == [0, 0]
 
 
 async def test_a_client_may_connect_to_any_node(mesh: Mesh, fox_wav: bytes) -> None:
