@@ -8,7 +8,7 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -157,7 +157,7 @@ class Router:
 
     # --- forwarding ------------------------------------------------------------------------
 
-    async def forward(self, rpc: Rpc, request: Any, context: Context) -> AsyncIterator[bytes]:
+    async def forward(self, rpc: Rpc, request: Any, context: Context) -> AsyncGenerator[bytes, None]:
         """Relay one call of any shape; `request` is the raw bytes, or an async iterator of
         them for client-streaming calls. Yields the raw responses."""
         feed = _Feed(request) if rpc.client_streaming else None
@@ -172,7 +172,8 @@ class Router:
             if feed:
                 feed.close()
 
-    async def _attempts(self, rpc: Rpc, feed: _Feed | None, first: Any, context: Context) -> AsyncIterator[bytes]:
+    async def _attempts(self, rpc: Rpc, feed: _Feed | None, first: Any,
+                        context: Context) -> AsyncGenerator[bytes, None]:
         if first is None:
             return  # a stream closed before its first message: nothing to route
         need = Need(rpc.service, requested_model(rpc, first))
