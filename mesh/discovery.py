@@ -100,3 +100,56 @@ class MdnsDiscovery:
         self._addresses[name] = address
         props = {k.decode(): (v or b"").decode() for k, v in info.properties.items()}
         found(address, "mdns", props.get("id", ""))
+
+
+class DnsDiscovery:
+    """Every address a DNS name resolves to, followed as it changes: a Kubernetes headless
+    Service lists one A record per ready pod. `server` pins a resolver (tests, split DNS)."""
+
+    def __init__(self, name: str, port: int, *, server: str = "", interval_s: float = 2.0) -> None:
+        import dns.asyncresolver  # only this backend needs dnspython
+
+        self._name, self._port, self._interval = name, port, interval_s
+        self._resolver = dns.asyncresolver.Resolver(configure=not server)
+        if server:
+            host, _, server_port = server.rpartition(":") if server.count(":") == 1 else (server, "", "")
+            self._resolver.nameservers = [host or server]
+            self._resolver.port = int(server_port) if server_port else 53
+        self._resolver.lifetime = 2.0
+        self._known: set[str] = set()
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self, found: Found, gone: Gone) -> None:
+        self._task = asyncio.create_task(self._follow(found, gone))
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+
+    async def resolve(self) -> set[str]:
+        """The name's addresses as host:port now (empty when it does not exist yet)."""
+        import dns.exception
+        import dns.resolver
+
+        addresses: set[str] = set()
+        for record_type in ("A", "AAAA"):
+            try:
+                answer = await self._resolver.resolve(self._name, record_type)
+            except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer, dns.resolver.NoNameservers):
+                continue
+            except dns.exception.Timeout:
+                log.warning("DNS: %s timed out; keeping the nodes already known", self._name)
+                return set(self._known)
+            addresses |= {f"[{r.to_text()}]:{self._port}" if record_type == "AAAA" else f"{r.to_text()}:{self._port}"
+                          for r in answer}
+        return addresses
+
+    async def _follow(self, found: Found, gone: Gone) -> None:
+        while True:
+            current = await self.resolve()
+            for address in sorted(current - self._known):
+                found(address, "dns", "")
+            for address in sorted(self._known - current):
+                gone(address)
+            self._known = current
+            await asyncio.sleep(self._interval)

@@ -1,10 +1,17 @@
-"""lanai's Prometheus vocabulary (`lanai_*`), defined once, and the /metrics endpoint."""
+"""lanai's Prometheus vocabulary (`lanai_*`), defined once, and the HTTP endpoint serving
+/metrics (every process) and /sd (routers: Prometheus HTTP service discovery)."""
 
 from __future__ import annotations
 
+import json
 import threading
+from collections.abc import Callable, Iterator, Mapping
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
-from prometheus_client import REGISTRY, Counter, Gauge, Histogram, start_http_server
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
 
 # Inference spans milliseconds (a tiny image) to minutes (an hour of audio).
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 900.0)
@@ -28,11 +35,99 @@ SPEECH_REAL_TIME_FACTOR = Histogram(
     "lanai_speech_real_time_factor", "Compute time divided by audio duration (below 1 is faster than real time).",
     ["model"], buckets=(0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0))
 
-_server_lock = threading.Lock()
+ROUTER_REQUESTS = Counter("lanai_router_requests", "Client calls a router placed, by the status the client got.",
+                          ["service", "method", "node", "code"])
+ROUTER_REQUEST_SECONDS = Histogram("lanai_router_request_duration_seconds",
+                                   "Wall time of a routed call, retries included.", ["service", "method"],
+                                   buckets=LATENCY_BUCKETS)
+ROUTER_ATTEMPTS = Counter("lanai_router_attempts", "Calls a router sent to a node, by the node's answer.",
+                          ["service", "node", "code"])
+ROUTER_RETRIES = Counter("lanai_router_retries", "Calls a router sent to another node after one failed or was full.",
+                         ["service"])
+ROUTER_CIRCUIT_TRIPS = Counter("lanai_router_circuit_trips", "Times a router stopped using a node after failures.",
+                               ["node"])
+
+NODE_STATES = ("up", "suspect", "down", "refused", "draining")
+_mesh_views: dict[str, Callable[[], Mapping[str, int]]] = {}
 
 
-def start_metrics_server(host: str, port: int) -> int:
-    """Serve /metrics over HTTP in a daemon thread; returns the bound port (port 0 picks one)."""
-    with _server_lock:
-        server, _thread = start_http_server(port, addr=host, registry=REGISTRY)
-    return int(server.server_port)
+class _MeshCollector(Collector):
+    """lanai_mesh_nodes, read from each router's state when scraped (never stale)."""
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        family = GaugeMetricFamily("lanai_mesh_nodes", "Nodes as a router sees them, by state.",
+                                   labels=["node", "state"])
+        for router_id, counts in list(_mesh_views.items()):
+            seen = counts()
+            for state in NODE_STATES:
+                family.add_metric([router_id, state], seen.get(state, 0))
+        yield family
+
+
+REGISTRY.register(_MeshCollector())
+
+
+def watch_mesh(router_id: str, counts: Callable[[], Mapping[str, int]]) -> None:
+    _mesh_views[router_id] = counts
+
+
+def unwatch_mesh(router_id: str) -> None:
+    _mesh_views.pop(router_id, None)
+
+
+SdTargets = Callable[[str], list[dict[str, Any]]]
+"""Given the host the scraper used to reach us, the http_sd target groups."""
+
+
+class MetricsServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, host: str, port: int) -> None:
+        super().__init__((host, port), _Handler)
+        self.sd: SdTargets | None = None
+
+    @property
+    def port(self) -> int:
+        return int(self.server_address[1])
+
+    def stop(self) -> None:
+        self.shutdown()
+        self.server_close()
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: MetricsServer
+
+    def do_GET(self) -> None:  # noqa: N802 - the http.server API
+        path = self.path.split("?", 1)[0]
+        if path == "/metrics":
+            self._send(200, CONTENT_TYPE_LATEST, generate_latest(REGISTRY))
+        elif path == "/sd" and self.server.sd is not None:
+            host = _host_only(self.headers.get("Host") or "")
+            self._send(200, "application/json", json.dumps(self.server.sd(host)).encode())
+        else:
+            self._send(404, "text/plain", b"lanai serves /metrics (and /sd on routers)\n")
+
+    def _send(self, status: int, content_type: str, body: bytes) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - quiet: scrapes are frequent
+        pass
+
+
+def _host_only(host_header: str) -> str:
+    """"10.0.0.5:9464" -> "10.0.0.5", "[fd00::5]:9464" -> "[fd00::5]", "router" -> "router"."""
+    if host_header.startswith("["):
+        return host_header.split("]", 1)[0] + "]"
+    return host_header.rsplit(":", 1)[0] if host_header.count(":") == 1 else host_header
+
+
+def start_metrics_server(host: str, port: int) -> MetricsServer:
+    """Serve /metrics (and /sd once a router sets `sd`) in a daemon thread; port 0 picks one."""
+    server = MetricsServer(host, port)
+    threading.Thread(target=server.serve_forever, name="lanai-metrics", daemon=True).start()
+    return server

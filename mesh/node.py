@@ -57,10 +57,12 @@ class NodeConfig:
 class Node:
     """A started node. Use `await Node.start(config)`, then `await node.stop()`."""
 
-    def __init__(self, config: NodeConfig, node_id: str, server: grpc.aio.Server, port: int, metrics_port: int,
-                 board: LoadBoard, services: list[HostedService], health: HealthServicer,
-                 presence: MeshPresence) -> None:
-        self.config, self.node_id, self.port, self.metrics_port = config, node_id, port, metrics_port
+    def __init__(self, config: NodeConfig, node_id: str, server: grpc.aio.Server, port: int,
+                 metrics_server: metrics.MetricsServer | None, board: LoadBoard, services: list[HostedService],
+                 health: HealthServicer, presence: MeshPresence) -> None:
+        self.config, self.node_id, self.port = config, node_id, port
+        self.metrics_port = metrics_server.port if metrics_server else 0
+        self._metrics_server = metrics_server
         self.services = services
         self.presence = presence
         self._server, self._board, self._health = server, board, health
@@ -82,14 +84,17 @@ class Node:
         services = await asyncio.to_thread(_load_services, config, board)
         for service in services:
             await service.measure()  # seeds the throughput placement weighs this node by
-        metrics_port = 0
+        metrics_server = None
         if config.metrics_port is not None:
-            metrics_port = metrics.start_metrics_server(config.metrics_host, config.metrics_port)
+            metrics_server = metrics.start_metrics_server(config.metrics_host, config.metrics_port)
+            if presence.router is not None:
+                metrics_server.sd = presence.router.sd_targets
+        metrics_port = metrics_server.port if metrics_server else 0
         role = "node" if services else "router"
         metrics.NODE_INFO.labels(node_id, __version__, role).set(1)
 
         size = config.max_message_bytes
-        interceptors: list[grpc.aio.ServerInterceptor] = [LanaiInterceptor(node_id)]
+        interceptors: list[grpc.aio.ServerInterceptor] = [LanaiInterceptor(node_id, routes=presence.router is not None)]
         if presence.router is not None:
             interceptors.append(RoutingInterceptor(presence.router))
         server = grpc.aio.server(interceptors=interceptors, options=[
@@ -114,9 +119,11 @@ class Node:
         for name in [""] + [s.grpc_service for s in services]:
             await health.set(name, health_pb2.HealthCheckResponse.SERVING)
         await presence.start(config.host, port, [s.name for s in services], metrics_port)
+        if presence.router is not None:
+            presence.router.metrics_port = metrics_port
         log.info("%s %s serving %s on %s:%d (metrics on port %s)", role, node_id,
                  ", ".join(config.services) or "the mesh", config.host, port, metrics_port or "off")
-        return cls(config, node_id, server, port, metrics_port, board, services, health, presence)
+        return cls(config, node_id, server, port, metrics_server, board, services, health, presence)
 
     async def stop(self, grace_s: float | None = None) -> None:
         """Drain: report NOT_SERVING and draining, refuse new work, let in-flight work finish
@@ -130,6 +137,8 @@ class Node:
         await self.presence.close()
         for service in self.services:
             service.admission.shutdown()
+        if self._metrics_server is not None:
+            self._metrics_server.stop()
         log.info("node %s stopped", self.node_id)
 
     async def wait(self) -> None:

@@ -11,12 +11,12 @@ from dataclasses import dataclass
 from zeroconf.asyncio import AsyncZeroconf
 
 from lanai.mesh.advertise import advertise, choose_addresses, local_interfaces, open_zeroconf, service_info
-from lanai.mesh.discovery import Discovery, MdnsDiscovery, StaticDiscovery
+from lanai.mesh.discovery import Discovery, DnsDiscovery, MdnsDiscovery, StaticDiscovery
 from lanai.mesh.premises import DEFAULT_ALLOWED
 from lanai.mesh.router import Router, RouterConfig
 
 log = logging.getLogger(__name__)
-DISCOVERY = ("mdns", "static", "none")
+DISCOVERY = ("mdns", "static", "dns", "none")
 
 
 @dataclass(frozen=True)
@@ -30,6 +30,10 @@ class MeshConfig:
     """"mdns", "static" or "none" (the CLI's default is mdns)."""
     peers: tuple[str, ...] = ()
     """host:port of other nodes, for static discovery."""
+    dns_name: str = ""
+    """NAME[:PORT] whose A/AAAA records are the nodes, for dns discovery (port 50051 by default)."""
+    dns_server: str = ""
+    """IP[:PORT] of the resolver for dns discovery; empty for the system's."""
     interface: str = ""
     """Announce and browse on this interface only."""
     advertise_address: str = ""
@@ -41,6 +45,8 @@ class MeshConfig:
             raise ValueError(f"unknown discovery {self.discovery!r}; choose from {', '.join(DISCOVERY)}")
         if self.discovery == "static" and not self.peers:
             raise ValueError("static discovery needs --peers host:port,...")
+        if self.discovery == "dns" and not self.dns_name:
+            raise ValueError("dns discovery needs --dns NAME[:PORT] (e.g. a Kubernetes headless Service)")
 
 
 class MeshPresence:
@@ -63,6 +69,9 @@ class MeshPresence:
             await router.wait_until_up(f"{local}:{port}", timeout=30)
         if cfg.discovery == "static" and router is not None:
             self._discovery = StaticDiscovery(cfg.peers)
+        elif cfg.discovery == "dns" and router is not None:
+            name, _, dns_port = cfg.dns_name.partition(":")
+            self._discovery = DnsDiscovery(name, int(dns_port or 50051), server=cfg.dns_server)
         elif cfg.discovery == "mdns":
             # A node listening on loopback is reachable only there: announce it only there.
             pinned = cfg.advertise_address or (host if _is_loopback(host) and not cfg.interface else "")

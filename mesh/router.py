@@ -8,13 +8,16 @@ import contextlib
 import logging
 import random
 import time
+from collections import Counter
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
 import grpc
 
+from lanai.mesh import metrics
 from lanai.mesh import state as events
+from lanai.mesh.circuit import COOLDOWN_S
 from lanai.mesh.catalog import Rpc, requested_model
 from lanai.mesh.placement import POLICIES, NoCandidate, Need, rank
 from lanai.mesh.premises import DEFAULT_ALLOWED, Premises
@@ -63,6 +66,9 @@ class Router:
         self._turn = 0
         self._channels: dict[str, grpc.aio.Channel] = {}
         self._watchers: dict[str, asyncio.Task[None]] = {}
+        self.metrics_port = 0
+        """This process's /metrics port (set once serving), listed by sd_targets."""
+        metrics.watch_mesh(router_id, self._states)
 
     # --- discovery -------------------------------------------------------------------------
 
@@ -102,6 +108,7 @@ class Router:
         log.info("router %s: node at %s left the mesh", self.router_id, address)
 
     async def close(self) -> None:
+        metrics.unwatch_mesh(self.router_id)
         for task in self._watchers.values():
             task.cancel()
         if self._watchers:
@@ -151,9 +158,40 @@ class Router:
     def _started(self, address: str) -> None:
         self.state = events.call_started(self.state, address, self._clock())
 
-    def _finished(self, address: str, error: grpc.aio.AioRpcError | None) -> None:
+    def _finished(self, address: str, service: str, error: grpc.aio.AioRpcError | None) -> None:
         failed = error is not None and error.code() is grpc.StatusCode.UNAVAILABLE
+        was_open = (node := self.state.nodes.get(address)) is not None and node.circuit.is_open()
         self.state = events.call_finished(self.state, address, node_failed=failed, now=self._clock())
+        node = self.state.nodes.get(address)
+        if node is None:
+            return
+        metrics.ROUTER_ATTEMPTS.labels(service, node.node_id, error.code().name if error else "OK").inc()
+        if node.circuit.is_open() and not was_open:
+            metrics.ROUTER_CIRCUIT_TRIPS.labels(node.node_id).inc()
+            log.warning("router %s: stopped using node %s after %d failed calls; probing it in %.0f s",
+                        self.router_id, node.node_id, node.circuit.failures, COOLDOWN_S)
+
+    # --- observability ---------------------------------------------------------------------
+
+    def _states(self) -> dict[str, int]:
+        return dict(Counter(node.state.value for node in self.state.nodes.values()))
+
+    def sd_targets(self, seen_as: str) -> list[dict[str, Any]]:
+        """Prometheus http_sd target groups: every reachable node's /metrics, and this router's.
+        `seen_as` is the host the scraper reached this router by (it also reaches local nodes so)."""
+        groups: list[dict[str, Any]] = []
+        for node in sorted(self.state.nodes.values(), key=lambda n: n.address):
+            port = node.description.metrics_port if node.description is not None else 0
+            if not port or node.state in (events.NodeState.DOWN, events.NodeState.REFUSED):
+                continue
+            host = seen_as if node.source == "local" and seen_as else node.address.rsplit(":", 1)[0]
+            groups.append({"targets": [f"{host}:{port}"], "labels": {
+                "lanai_node": node.node_id, "lanai_services": ",".join(sorted(node.services)),
+                "lanai_role": "node"}})
+        if self.metrics_port and seen_as and not any(n.source == "local" for n in self.state.nodes.values()):
+            groups.append({"targets": [f"{seen_as}:{self.metrics_port}"],
+                           "labels": {"lanai_node": self.router_id, "lanai_services": "", "lanai_role": "router"}})
+        return groups
 
     # --- forwarding ------------------------------------------------------------------------
 
@@ -196,6 +234,8 @@ class Router:
                 raise DeadlineExceeded(f"the deadline passed while placing the {rpc.service} request")
             relayed = False
             self._started(node.address)
+            if tried != {node.address}:
+                metrics.ROUTER_RETRIES.labels(rpc.service).inc()
             try:
                 call = self._invoke(rpc, node.address, feed.replay() if feed else first, timeout, metadata)
                 if rpc.server_streaming:
@@ -207,7 +247,7 @@ class Router:
                 else:
                     yield await call
             except grpc.aio.AioRpcError as error:
-                self._finished(node.address, error)
+                self._finished(node.address, rpc.service, error)
                 if relayed or error.code() not in _RETRYABLE:
                     await context.abort(error.code(), error.details() or "")
                 log.info("router %s: %s on %s (%s): %s; trying another node", self.router_id, rpc.path,
@@ -215,9 +255,9 @@ class Router:
                 errors.append(error)
                 continue
             except BaseException:
-                self._finished(node.address, None)
+                self._finished(node.address, rpc.service, None)
                 raise
-            self._finished(node.address, None)
+            self._finished(node.address, rpc.service, None)
             return
         if errors and all(e.code() is grpc.StatusCode.RESOURCE_EXHAUSTED for e in errors):
             raise Overloaded(f"every node serving {rpc.service} is full ({len(errors)} tried); retry with backoff")

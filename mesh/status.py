@@ -11,6 +11,8 @@ from typing import Any
 import grpc
 
 from lanai.mesh import metrics
+from lanai.mesh.catalog import RPCS
+from lanai.mesh.router import FORWARDED
 from lanai.services.errors import (DeadlineExceeded, InvalidInput, LanaiError, ModelNotFound, ModelNotPrepared,
                                    Overloaded, Unavailable)
 
@@ -37,24 +39,29 @@ def status_for(error: BaseException) -> tuple[grpc.StatusCode, str]:
 class LanaiInterceptor(grpc.aio.ServerInterceptor):
     """Wraps every `/lanai.*` handler: domain errors become statuses, every call is counted and timed."""
 
-    def __init__(self, node_id: str) -> None:
+    def __init__(self, node_id: str, *, routes: bool = False) -> None:
         self._node_id = node_id
-        self._wrapped: dict[int, tuple[Any, Any]] = {}  # id(handler) -> (handler, wrapped): wrap once
+        self._routes = routes
+        self._wrapped: dict[tuple[int, bool], tuple[Any, Any]] = {}  # (id(handler), routed) -> (handler, wrapped)
 
     async def intercept_service(self, continuation: Callable[[Any], Awaitable[Any]], details: Any) -> Any:
         handler = await continuation(details)
         if handler is None or not details.method.startswith("/lanai."):
             return handler
-        known = self._wrapped.get(id(handler))
+        # A lanai service call that no router forwarded yet is placed by this process's router:
+        # it is counted as routed, so a node that also routes does not count a call twice.
+        routed = self._routes and details.method in RPCS and not any(
+            key == FORWARDED for key, _ in details.invocation_metadata or ())
+        known = self._wrapped.get((id(handler), routed))
         if known is not None and known[0] is handler:
             return known[1]
-        wrapped = self._wrap(handler, details.method)
+        wrapped = self._wrap(handler, details.method, routed)
         if len(self._wrapped) > 4096:  # handlers are per method, so this only guards against surprises
             self._wrapped.clear()
-        self._wrapped[id(handler)] = (handler, wrapped)
+        self._wrapped[(id(handler), routed)] = (handler, wrapped)
         return wrapped
 
-    def _wrap(self, handler: Any, path: str) -> Any:
+    def _wrap(self, handler: Any, path: str, routed: bool) -> Any:
         full_service, method = path[1:].split("/", 1)
         labels = (full_service.split(".")[1], method)  # /lanai.<service>.v1.<Name>/<Method>
         if handler.request_streaming and handler.response_streaming:
@@ -76,7 +83,7 @@ class LanaiInterceptor(grpc.aio.ServerInterceptor):
                     await context.abort(code, message)  # raises AbortError, which ends the RPC
                 raise
             finally:
-                self._record(labels, code, started)
+                self._record(labels, code, started, routed)
 
         async def streaming(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
             started, code = time.perf_counter(), grpc.StatusCode.OK
@@ -89,7 +96,7 @@ class LanaiInterceptor(grpc.aio.ServerInterceptor):
                     await context.abort(code, message)  # raises AbortError, which ends the RPC
                 raise
             finally:
-                self._record(labels, code, started)
+                self._record(labels, code, started, routed)
 
         return make(streaming if handler.response_streaming else unary,
                     request_deserializer=handler.request_deserializer,
@@ -109,6 +116,8 @@ class LanaiInterceptor(grpc.aio.ServerInterceptor):
             log.info("node %s: %s/%s -> %s: %s", self._node_id, *labels, code.name, message)
         return code, message
 
-    def _record(self, labels: tuple[str, str], code: grpc.StatusCode, started: float) -> None:
-        metrics.REQUESTS.labels(*labels, self._node_id, code.name).inc()
-        metrics.REQUEST_SECONDS.labels(*labels).observe(time.perf_counter() - started)
+    def _record(self, labels: tuple[str, str], code: grpc.StatusCode, started: float, routed: bool) -> None:
+        count, seconds = ((metrics.ROUTER_REQUESTS, metrics.ROUTER_REQUEST_SECONDS) if routed
+                          else (metrics.REQUESTS, metrics.REQUEST_SECONDS))
+        count.labels(*labels, self._node_id, code.name).inc()
+        seconds.labels(*labels).observe(time.perf_counter() - started)

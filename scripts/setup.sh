@@ -12,8 +12,9 @@ dev=0
 
 apt_packages=()
 if [[ $dev == 1 ]]; then
-  # espeak-ng speaks the test audio, sox converts it, iproute2 makes test hosts (network namespaces).
-  for pkg in espeak-ng sox iproute2; do
+  # espeak-ng speaks the test audio, sox converts it, iproute2 makes test hosts (network namespaces),
+  # prometheus and docker-compose check the dashboard queries and the compose file.
+  for pkg in espeak-ng sox iproute2 prometheus docker-compose; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || apt_packages+=("$pkg")
   done
 fi

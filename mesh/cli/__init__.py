@@ -10,7 +10,8 @@ from lanai.mesh import __version__
 from lanai.mesh.cli import mesh, models, serve, transcribe
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The whole `lanai` command line (deployment tests check compose and Helm commands with it)."""
     parser = argparse.ArgumentParser(prog="lanai", description="A private inference cloud on your LAN.")
     parser.add_argument("--version", action="version", version=f"lanai {__version__}")
     parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR (default INFO)")
@@ -19,7 +20,11 @@ def main(argv: list[str] | None = None) -> int:
     transcribe.add_parser(commands)
     models.add_parser(commands)
     mesh.add_parser(commands)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:

@@ -48,7 +48,10 @@ def _node_flags(p: argparse.ArgumentParser, host: str, discovery: str = "mdns", 
         p.set_defaults(services="", no_router=False)
     p.add_argument("--discovery", choices=DISCOVERY, default=discovery,
                    help=f"how to find other nodes (default {discovery}); static needs --peers")
-    p.add_argument("--peers", default="", help="host:port of nodes, comma-separated (implies static discovery)")
+    p.add_argument("--peers", default="", help="host:port of nodes, comma-separated (implies --discovery static)")
+    p.add_argument("--dns", default="", metavar="NAME[:PORT]",
+                   help="dns discovery: the name whose records are the nodes (a Kubernetes headless Service)")
+    p.add_argument("--dns-server", default="", metavar="IP[:PORT]", help="resolver for --dns (default: the system's)")
     p.add_argument("--interface", default="", help="announce and browse mDNS on this interface only")
     p.add_argument("--advertise-address", default="", help="announce and browse mDNS on this address only")
     p.add_argument("--policy", choices=sorted(POLICIES), default="least-loaded",
@@ -86,7 +89,8 @@ def config_from_args(args: argparse.Namespace) -> NodeConfig:
         max_audio_s=args.max_audio_s)
     peers = tuple(p.strip() for p in args.peers.split(",") if p.strip())
     mesh = MeshConfig(router=not args.no_router, policy=args.policy, allow=tuple(args.allow.split(",")),
-                      discovery="static" if peers else args.discovery, peers=peers, interface=args.interface,
+                      discovery="static" if peers else "dns" if args.dns else args.discovery, peers=peers,
+                      dns_name=args.dns, dns_server=args.dns_server, interface=args.interface,
                       advertise_address=args.advertise_address)
     return NodeConfig(
         home=args.home or models.default_home(), services=tuple(s.strip() for s in args.services.split(",") if s),

