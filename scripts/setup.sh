@@ -21,8 +21,16 @@ fi
 if (( ${#apt_packages[@]} )); then
   sudo=""; [[ $(id -u) == 0 ]] || sudo="sudo"
   echo "setup: installing Debian packages: ${apt_packages[*]}"
+  # Test tools only: do not let their packages start system services (Debian's prometheus would
+  # otherwise run as a daemon listening on every interface).
+  policy=/usr/sbin/policy-rc.d
+  if [[ ! -e $policy ]]; then
+    printf '#!/bin/sh\nexit 101\n' | $sudo tee "$policy" >/dev/null
+    $sudo chmod +x "$policy"
+    trap '$sudo rm -f "$policy"' EXIT
+  fi
   $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${apt_packages[@]}" >/dev/null
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${apt_packages[@]}" >/dev/null
 fi
 
 python=${PYTHON:-python3}
