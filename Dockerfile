@@ -27,7 +27,7 @@ COPY pyproject.toml README.md ./
 COPY protos/ protos/
 COPY mesh/ mesh/
 COPY services/ services/
-# Every dependency ships wheels for Python 3.11 on amd64 and arm64: no compiler is needed.
+# The slim image has no compiler: every dependency installs from a wheel.
 RUN pip install --no-cache-dir '.[models]'
 
 USER lanai

@@ -5,6 +5,7 @@ services together agree, and the Dockerfile's build steps are run here on the fi
 
 from __future__ import annotations
 
+import argparse
 import functools
 import json
 import os
@@ -81,10 +82,17 @@ def command(service: dict[str, Any]) -> list[str]:
 
 
 def parse(argv: list[str]) -> Any:
+    parser = build_parser()
     try:
-        return build_parser().parse_args(argv)
+        args = parser.parse_args(argv)
     except SystemExit as exc:
         pytest.fail(f"lanai rejects {shlex.join(argv)!r} (exit {exc.code}; see stderr above)")
+    # Flags spelled out in full: argparse also takes abbreviations, which break when a flag is added.
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices[argv[0]]
+    for token in argv:
+        if token.startswith("--"):
+            assert token.split("=")[0] in sub._option_string_actions, f"{token} abbreviates a lanai flag"
+    return args
 
 
 def published(service: dict[str, Any]) -> list[str]:
@@ -130,7 +138,7 @@ def test_healthchecks_probe_each_process_grpc_port(variant: str) -> None:
 def test_router_peers_are_exactly_the_compose_nodes() -> None:
     lanai = lanai_services("base")
     router = parse(command(lanai["router"]))
-    assert router.command == "router" and router.discovery != "mdns"
+    assert router.command == "router" and config_from_args(router).mesh.discovery == "static"
     nodes = {name: parse(command(s)) for name, s in lanai.items() if name != "router"}
     assert set(nodes) == set(NODES)
     assert all(n.command == "node" and n.no_router and n.discovery == "none" for n in nodes.values())
@@ -180,6 +188,14 @@ def sd_urls() -> list[str]:
     config = yaml.safe_load(PROMETHEUS_YML.read_text())
     assert config["global"]["scrape_interval"] == "5s"
     return [sd["url"] for job in config["scrape_configs"] for sd in job.get("http_sd_configs", [])]
+
+
+@pytest.mark.skipif(shutil.which("promtool") is None,
+                    reason="promtool is not installed (scripts/setup.sh --dev installs the prometheus package)")
+def test_prometheus_accepts_its_config() -> None:
+    run = subprocess.run(["promtool", "check", "config", str(PROMETHEUS_YML)], capture_output=True, text=True,
+                         timeout=30, check=False)
+    assert run.returncode == 0, run.stdout + run.stderr
 
 
 def mounts(service: dict[str, Any]) -> dict[str, Path]:
@@ -427,11 +443,12 @@ def test_copied_sources_are_what_the_package_is_built_from() -> None:
     copied = {s.rstrip("/") for sources, _, _ in copies() for s in sources}
     for path in needed:
         assert any(path == c or path.startswith(c + "/") for c in copied), f"{path} is not copied into the image"
-    # Each copied folder reaches the image with its Python files.
-    in_image = [dest for _, dest in context_files()]
+    # Each copied folder reaches the image whole: .dockerignore drops only bytecode caches from it.
     for source in copied:
-        if (ROOT / source).is_dir():
-            assert any(d.endswith(".py") and f"/{source}/" in d for d in in_image), source
+        for f in (ROOT / source).rglob("*") if (ROOT / source).is_dir() else ():
+            rel = f.relative_to(ROOT)
+            if f.is_file() and "__pycache__" not in rel.parts and f.suffix not in (".pyc", ".pyo"):
+                assert not dockerignored(rel.as_posix()), f"the Dockerfile copies {rel}, which .dockerignore excludes"
 
 
 @pytest.mark.slow
