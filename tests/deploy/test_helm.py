@@ -314,6 +314,14 @@ def test_every_command_line_parses_with_lanai_argparse(rendered: Rendered) -> No
             assert (config.mesh.discovery, config.mesh.router) == ("none", False)
 
 
+def test_the_argparse_check_catches_flag_drift(chart: Any) -> None:
+    """The check above bites: a flag lanai does not have makes argparse exit."""
+    values = {"router": {"extraArgs": ["--no-such-flag"]}}
+    r = Rendered(chart.render(values, name=RELEASE, namespace="default"), values, "default")
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(container(r.router)["args"])
+
+
 # --- node groups ------------------------------------------------------------------------------
 
 def test_default_cpu_group(chart: Any) -> None:
