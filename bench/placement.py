@@ -69,6 +69,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from benchlib import table  # noqa: E402 - bench/ sibling module
 from lanai.mesh.load import COALESCE_S, Throughput
 from lanai.mesh.placement import NEAR_EQUAL, POLICIES, Need, rank
 from lanai.mesh.router import RouterConfig
@@ -422,24 +423,17 @@ def run_cell(params: Params, policy: str, load: float) -> dict[str, Any]:
 # -- reporting --------------------------------------------------------------------------------
 
 
-def table(rows: Sequence[Sequence[str]]) -> str:
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    lines = ["| " + " | ".join(c.ljust(w) for c, w in zip(row, widths)) + " |" for row in rows]
-    lines.insert(1, "|" + "|".join("-" * (w + 2) for w in widths) + "|")
-    return "\n".join(lines)
-
-
 def load_table(cells: Sequence[dict[str, Any]], speeds: Sequence[float]) -> str:
     shares = f"first choice per node (speeds {'/'.join(f'{s:g}' for s in speeds)})"
     header = ["policy", "offered req/s", "arrived req/s", "completed req/s", "throughput", "p50 s", "p99 s",
               "mean s", "max queue", "refusals", "failed", shares]
-    rows = [header]
+    rows = []
     for c in cells:
         rows.append([c["policy"], f"{c['offered_per_s']:.2f}", f"{c['arrived_per_s']:.2f}",
                      f"{c['completed_per_s']:.2f}", f"{c['throughput_fraction']:.1%}", f"{c['p50_s']:.2f}",
                      f"{c['p99_s']:.2f}", f"{c['mean_s']:.2f}", str(c["max_queue_seen"]), str(c["refusals"]),
                      str(c["failed"]), " / ".join(f"{n['share']:.2f}" for n in c["per_node"])])
-    return table(rows)
+    return table(header, rows)
 
 
 def verdict(cells: Sequence[dict[str, Any]]) -> dict[str, Any] | None:

@@ -86,6 +86,7 @@ from typing import Any
 import grpc
 import numpy as np
 
+from benchlib import emit, short, table  # noqa: E402 - bench/ sibling module
 from lanai.api.mesh.v1 import mesh_pb2, mesh_pb2_grpc
 from lanai.api.speech.v1 import speech_pb2, speech_pb2_grpc
 from lanai.services import models as model_cache
@@ -619,14 +620,6 @@ def verdict(passed: bool) -> str:
     return "PASS" if passed else "FAIL"
 
 
-def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    cells = [list(map(str, headers))] + [[str(c) for c in row] for row in rows]
-    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
-    lines = ["| " + " | ".join(c.ljust(w) for c, w in zip(row, widths)) + " |" for row in cells]
-    lines.insert(1, "|" + "|".join("-" * (w + 2) for w in widths) + "|")
-    return "\n".join(lines)
-
-
 def hop_table(results: Sequence[HopResult]) -> str:
     """One row per request; the bare-hop columns only when it was measured."""
     bare = any(r.seconds.get("bare") for r in results)
@@ -685,7 +678,7 @@ def kill_table(trials: Sequence[KillTrial]) -> str:
     rows = []
     for t in trials:
         state_after = next((f"{s} ({reason})" for _, s, reason in t.list_polls if s != "UP"), "UP")
-        rows.append([t.trial, ms(t.not_up_s), _short(state_after, 60), ms(t.down_logged_s), t.retried_attempts,
+        rows.append([t.trial, ms(t.not_up_s), short(state_after, 60), ms(t.down_logged_s), t.retried_attempts,
                      ms(t.last_attempt_s), len(t.in_flight_at_kill),
                      ms(max((c.done_s for c in t.in_flight_at_kill), default=None)),
                      sum(1 for c in t.calls if c.done_s >= 0), len(t.failed_after_kill),
@@ -693,11 +686,6 @@ def kill_table(trials: Sequence[KillTrial]) -> str:
     return table(["trial", "kill -> not UP in ListNodes ms", "state then", "kill -> 'is down' logged ms",
                   "attempts on dead node (retried)", "kill -> last such attempt ms", "calls in flight at kill",
                   "kill -> last of them done ms", "calls after kill", "failed", "served by dead node"], rows)
-
-
-def _short(text: str, width: int) -> str:
-    text = text.replace("|", "/")
-    return text if len(text) <= width else text[:width - 1] + "…"
 
 
 def environment(model: str) -> dict[str, Any]:
@@ -715,10 +703,6 @@ def environment(model: str) -> dict[str, Any]:
         "versions": {d: ver(d) for d in ("lanai", "grpcio", "protobuf", "faster-whisper", "ctranslate2")},
         "espeak_ng": espeak, "model": model,
     }
-
-
-def emit(text: str = "") -> None:
-    print(text, flush=True)
 
 
 # ---------------------------------------------------------------- the bare hop (reference)

@@ -53,6 +53,7 @@ import grpc
 import numpy as np
 import numpy.typing as npt
 
+from benchlib import emit, short, table  # noqa: E402 - bench/ sibling module
 from lanai.api.speech.v1 import speech_pb2, speech_pb2_grpc
 from lanai.services import models as model_cache
 from lanai.services.speech.audio import SAMPLE_RATE, decode_encoded
@@ -525,17 +526,9 @@ def _verdict(passed: bool | None) -> str:
     return "-" if passed is None else ("PASS" if passed else "FAIL")
 
 
-def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    cells = [list(map(str, headers))] + [[str(c) for c in row] for row in rows]
-    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
-    lines = ["| " + " | ".join(c.ljust(w) for c, w in zip(row, widths)) + " |" for row in cells]
-    lines.insert(1, "|" + "|".join("-" * (w + 2) for w in widths) + "|")
-    return "\n".join(lines)
-
-
 def clips_table(clips: Sequence[Clip]) -> str:
     return table(["clip", "duration s", "speech s", "text"],
-                 [[c.name, f"{c.duration_s:.2f}", f"{c.speech_s:.2f}", _short(c.text, 60)] for c in clips])
+                 [[c.name, f"{c.duration_s:.2f}", f"{c.speech_s:.2f}", short(c.text, 60)] for c in clips])
 
 
 def ratio_table(results: Sequence[RatioResult]) -> str:
@@ -561,7 +554,7 @@ def stream_table(run: StreamRun) -> str:
              _opt(u.final_after_last_speech_chunk_s), _opt(u.final_after_speech_end_s),
              _opt(u.final_queue_ms, "{:.0f}"), _opt(u.final_compute_ms, "{:.0f}"), f"{u.silence_partial_ms:.0f}",
              u.finals,
-             _short(u.final_text or "(none)", 48)] for u in run.utterances]
+             short(u.final_text or "(none)", 48)] for u in run.utterances]
     return table(["utt", "speech s", "first partial s", "final after last chunk s", "final after speech end s",
                   "final queue ms", "final compute ms", "silence partial ms", "finals", "final text"], rows)
 
@@ -589,11 +582,6 @@ def throughput_table(results: Sequence[ThroughputResult]) -> str:
              _opt(_p90(r.latencies_s) if r.latencies_s else None)] for r in results]
     return table(["node", "clip", "clients", "ok", "errors", "elapsed s", "requests/min", "audio s per s",
                   "latency median s", "latency p90 s"], rows)
-
-
-def _short(text: str, width: int) -> str:
-    text = text.replace("|", "/")
-    return text if len(text) <= width else text[:width - 1] + "…"
 
 
 def environment(model: str, model_dir: Path) -> dict[str, Any]:
@@ -687,10 +675,6 @@ class Bench:
         emit(f"\n## Transcribe through the node vs faster-whisper in-process, beam {BEAM_SIZE} "
              f"(node {spec.label}; in-process {CPU_THREADS} threads)\n")
         emit(ratio_table(self.ratio))
-
-
-def emit(text: str = "") -> None:
-    print(text, flush=True)
 
 
 async def run(plan: Plan, home: Path, out: Path) -> None:
