@@ -14,7 +14,7 @@ import numpy as np
 from lanai.services.speech.audio import SAMPLE_RATE, PcmFormat, PcmStreamConverter, Samples
 from lanai.services.speech.engine import SpeechEngine
 from lanai.services.speech.types import Segment, TranscribeOptions, Transcript
-from lanai.services.speech.vad import (SegmenterConfig, StreamingVad, UtteranceEnded, UtteranceSegmenter,
+from lanai.services.speech.vad import (SegmenterConfig, StreamingVad, UtteranceSegmenter,
                                        UtteranceStarted)
 
 log = logging.getLogger(__name__)
