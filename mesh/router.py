@@ -9,7 +9,7 @@ import logging
 import random
 import time
 from collections import Counter
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +19,7 @@ from lanai.mesh import metrics
 from lanai.mesh import state as events
 from lanai.mesh.circuit import COOLDOWN_S
 from lanai.mesh.catalog import Rpc, requested_model
+from lanai.mesh.replay import ReplayableStream
 from lanai.mesh.placement import POLICIES, NoCandidate, Need, rank
 from lanai.mesh.premises import DEFAULT_ALLOWED, Premises
 from lanai.mesh.state import MeshState, NodeView
@@ -198,7 +199,7 @@ class Router:
     async def forward(self, rpc: Rpc, request: Any, context: Context) -> AsyncGenerator[bytes, None]:
         """Relay one call of any shape; `request` is the raw bytes, or an async iterator of
         them for client-streaming calls. Yields the raw responses."""
-        feed = _Feed(request) if rpc.client_streaming else None
+        feed = ReplayableStream(request) if rpc.client_streaming else None
         try:
             first = await feed.first() if feed else request
             # aclosing: a consumer that stops early (a unary call) must close the attempt at once,
@@ -210,7 +211,7 @@ class Router:
             if feed:
                 feed.close()
 
-    async def _attempts(self, rpc: Rpc, feed: _Feed | None, first: Any,
+    async def _attempts(self, rpc: Rpc, feed: ReplayableStream | None, first: Any,
                         context: Context) -> AsyncGenerator[bytes, None]:
         if first is None:
             return  # a stream closed before its first message: nothing to route
@@ -274,67 +275,3 @@ class Router:
         if rpc.server_streaming:
             return channel.unary_stream(rpc.path)(request, timeout=timeout, metadata=metadata)
         return channel.unary_unary(rpc.path)(request, timeout=timeout, metadata=metadata)
-
-
-READ_AHEAD = 64
-"""Client messages a committed stream reads ahead of the node (flow control does the rest)."""
-
-
-class _Feed:
-    """The client's side of a streaming call, kept until the first response is relayed, so an
-    attempt on another node can replay it from the start."""
-
-    def __init__(self, source: AsyncIterator[bytes]) -> None:
-        self._source = aiter(source)
-        self._kept: list[bytes] = []
-        self._dropped = 0  # messages forgotten after commit
-        self._done = False
-        self._committed = False
-        self._arrived = asyncio.Event()
-        self._space = asyncio.Event()
-        self._pump: asyncio.Task[None] | None = None
-
-    async def first(self) -> bytes | None:
-        message = await anext(self._source, None)
-        if message is not None:
-            self._kept.append(message)
-            self._pump = asyncio.create_task(self._read())
-        else:
-            self._done = True
-        return message
-
-    def commit(self) -> None:
-        self._committed = True
-
-    def close(self) -> None:
-        if self._pump is not None:
-            self._pump.cancel()
-
-    async def replay(self) -> AsyncIterator[bytes]:
-        index = self._dropped
-        while True:
-            if index - self._dropped < len(self._kept):
-                message = self._kept[index - self._dropped]
-                index += 1
-                if self._committed:  # nobody will replay any more: let go of what was sent
-                    del self._kept[: index - self._dropped]
-                    self._dropped = index
-                    self._space.set()
-                yield message
-            elif self._done:
-                return
-            else:
-                self._arrived.clear()
-                await self._arrived.wait()
-
-    async def _read(self) -> None:
-        try:
-            async for message in self._source:
-                self._kept.append(message)
-                self._arrived.set()
-                while self._committed and len(self._kept) >= READ_AHEAD:
-                    self._space.clear()
-                    await self._space.wait()
-        finally:
-            self._done = True
-            self._arrived.set()
