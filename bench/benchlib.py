@@ -23,3 +23,26 @@ def short(text: str, width: int) -> str:
 
 def emit(text: str = "") -> None:
     print(text, flush=True)
+
+
+def environment(distributions: Sequence[str], **extra: Any) -> dict[str, Any]:
+    """What a result depends on: the machine, its load, package versions, espeak-ng; plus `extra`."""
+    import datetime
+    import os
+    import platform
+    import subprocess
+    from importlib.metadata import PackageNotFoundError, version
+
+    def installed(dist: str) -> str | None:
+        try:
+            return version(dist)
+        except PackageNotFoundError:
+            return None
+
+    espeak = subprocess.run(["espeak-ng", "--version"], capture_output=True, text=True, timeout=30).stdout.strip()
+    return {
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "cpu_count": os.cpu_count(), "load_average_at_start": os.getloadavg(),
+        "platform": platform.platform(), "python": platform.python_version(),
+        "versions": {d: installed(d) for d in distributions}, "espeak_ng": espeak, **extra,
+    }

@@ -67,7 +67,6 @@ import datetime
 import io
 import json
 import os
-import platform
 import re
 import signal
 import socket
@@ -79,14 +78,14 @@ import time
 import wave
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
 import grpc
 import numpy as np
 
-from benchlib import emit, short, table  # noqa: E402 - bench/ sibling module
+import benchlib  # noqa: E402 - bench/ sibling module
+from benchlib import emit, short, table  # noqa: E402
 from lanai.api.mesh.v1 import mesh_pb2, mesh_pb2_grpc
 from lanai.api.speech.v1 import speech_pb2, speech_pb2_grpc
 from lanai.services import models as model_cache
@@ -689,20 +688,7 @@ def kill_table(trials: Sequence[KillTrial]) -> str:
 
 
 def environment(model: str) -> dict[str, Any]:
-    def ver(dist: str) -> str | None:
-        try:
-            return version(dist)
-        except PackageNotFoundError:
-            return None
-
-    espeak = subprocess.run(["espeak-ng", "--version"], capture_output=True, text=True, timeout=30).stdout.strip()
-    return {
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "cpu_count": os.cpu_count(), "load_average_at_start": os.getloadavg(),
-        "platform": platform.platform(), "python": platform.python_version(),
-        "versions": {d: ver(d) for d in ("lanai", "grpcio", "protobuf", "faster-whisper", "ctranslate2")},
-        "espeak_ng": espeak, "model": model,
-    }
+    return benchlib.environment(("lanai", "grpcio", "protobuf", "faster-whisper", "ctranslate2"), model=model)
 
 
 # ---------------------------------------------------------------- the bare hop (reference)

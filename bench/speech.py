@@ -30,11 +30,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import datetime
 import io
 import json
 import os
-import platform
 import re
 import signal
 import statistics
@@ -45,7 +43,6 @@ import time
 import wave
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import asdict, dataclass, field
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +50,8 @@ import grpc
 import numpy as np
 import numpy.typing as npt
 
-from benchlib import emit, short, table  # noqa: E402 - bench/ sibling module
+import benchlib  # noqa: E402 - bench/ sibling module
+from benchlib import emit, short, table  # noqa: E402
 from lanai.api.speech.v1 import speech_pb2, speech_pb2_grpc
 from lanai.services import models as model_cache
 from lanai.services.speech.audio import SAMPLE_RATE, decode_encoded
@@ -585,22 +583,9 @@ def throughput_table(results: Sequence[ThroughputResult]) -> str:
 
 
 def environment(model: str, model_dir: Path) -> dict[str, Any]:
-    def ver(dist: str) -> str | None:
-        try:
-            return version(dist)
-        except PackageNotFoundError:
-            return None
-
-    espeak = subprocess.run(["espeak-ng", "--version"], capture_output=True, text=True, timeout=30).stdout.strip()
-    return {
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "cpu_count": os.cpu_count(), "load_average_at_start": os.getloadavg(),
-        "platform": platform.platform(), "python": platform.python_version(),
-        "versions": {d: ver(d) for d in ("lanai", "faster-whisper", "ctranslate2", "grpcio", "numpy", "av",
-                                         "onnxruntime", "protobuf")},
-        "espeak_ng": espeak, "model": model, "model_dir": str(model_dir), "compute_type": "int8",
-        "beam_size": BEAM_SIZE, "cpu_threads": CPU_THREADS,
-    }
+    return benchlib.environment(
+        ("lanai", "faster-whisper", "ctranslate2", "grpcio", "numpy", "av", "onnxruntime", "protobuf"),
+        model=model, model_dir=str(model_dir), compute_type="int8", beam_size=BEAM_SIZE, cpu_threads=CPU_THREADS)
 
 
 # ---------------------------------------------------------------- main

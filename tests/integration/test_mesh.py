@@ -4,6 +4,7 @@ processes on 127.0.0.x, static and mDNS discovery, placement, retries, failures.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -30,6 +31,31 @@ async def node(home: Path, host: str, port: int, node_id: str, *extra: str) -> L
 
 async def router(home: Path, *extra: str) -> LanaiProcess:
     return await start("router", "--host", "127.0.0.1", "--port", "0", "--metrics-port", "-1", *extra, home=home)
+
+
+class Pair:
+    """Two lone nodes (no router, no discovery) on 127.0.0.2 and .3, and a router given them as peers."""
+
+    def __init__(self, nodes: list[LanaiProcess], ports: tuple[int, int], router: LanaiProcess) -> None:
+        self.nodes, self.ports, self.router = nodes, ports, router
+
+
+LONE = ("--no-router", "--discovery", "none")
+
+
+@contextlib.asynccontextmanager
+async def lone_pair(home: Path, ids: tuple[str, str], node_flags: tuple[str, ...] = LONE,
+                    router_flags: tuple[str, ...] = ()) -> AsyncIterator[Pair]:
+    ports = (free_port("127.0.0.2"), free_port("127.0.0.3"))
+    nodes = list(await asyncio.gather(*(node(home, f"127.0.0.{2 + i}", ports[i], ids[i], *node_flags)
+                                        for i in range(2))))
+    r = await router(home, "--peers", f"127.0.0.2:{ports[0]},127.0.0.3:{ports[1]}", *router_flags)
+    pair = Pair(nodes, ports, r)
+    try:
+        yield pair
+    finally:
+        for p in (pair.router, *pair.nodes):  # pair.nodes: a test may have restarted one
+            await p.kill()
 
 
 class Mesh:
@@ -124,12 +150,9 @@ async def test_mesh_ls_shows_both_nodes(mesh: Mesh, lanai_home: Path) -> None:
 
 
 async def test_resource_exhausted_only_when_every_node_is_full(lanai_home: Path, long_wav: bytes) -> None:
-    pa, pb = free_port("127.0.0.2"), free_port("127.0.0.3")
-    full = ["--speech-slots", "1", "--speech-queue", "0", "--no-router", "--discovery", "none"]
-    a, b = await asyncio.gather(node(lanai_home, "127.0.0.2", pa, "full-a", *full),
-                                node(lanai_home, "127.0.0.3", pb, "full-b", *full))
-    r = await router(lanai_home, "--peers", f"127.0.0.2:{pa},127.0.0.3:{pb}")
-    try:
+    async with lone_pair(lanai_home, ("full-a", "full-b"),
+                         node_flags=("--speech-slots", "1", "--speech-queue", "0", *LONE)) as pair:
+        r = pair.router
         await wait_for_nodes(r.address, lambda nodes: up(nodes, "full-a", "full-b"))
         replies = await transcribe_many(r.address, long_wav, 5)
         served = sorted(x.served_by.node_id for x in replies if not isinstance(x, BaseException))  # type: ignore[attr-defined]
@@ -137,18 +160,11 @@ async def test_resource_exhausted_only_when_every_node_is_full(lanai_home: Path,
         assert served == ["full-a", "full-b"], replies
         assert len(refused) == 3 and all(e.code() == grpc.StatusCode.RESOURCE_EXHAUSTED for e in refused)
         assert "every node serving speech is full" in (refused[0].details() or "")
-    finally:
-        for p in (r, a, b):
-            await p.kill()
 
 
 async def test_sigkill_costs_no_failed_requests_and_the_node_comes_back(lanai_home: Path, fox_wav: bytes) -> None:
-    pa, pb = free_port("127.0.0.2"), free_port("127.0.0.3")
-    lone = ["--no-router", "--discovery", "none"]
-    a, b = await asyncio.gather(node(lanai_home, "127.0.0.2", pa, "kill-a", *lone),
-                                node(lanai_home, "127.0.0.3", pb, "kill-b", *lone))
-    r = await router(lanai_home, "--peers", f"127.0.0.2:{pa},127.0.0.3:{pb}")
-    try:
+    async with lone_pair(lanai_home, ("kill-a", "kill-b")) as pair:
+        r = pair.router
         await wait_for_nodes(r.address, lambda nodes: up(nodes, "kill-a", "kill-b"))
         failures: list[BaseException] = []
         served: Counter[str] = Counter()
@@ -165,7 +181,7 @@ async def test_sigkill_costs_no_failed_requests_and_the_node_comes_back(lanai_ho
         traffic = asyncio.create_task(load())
         await asyncio.sleep(1.5)  # traffic on both nodes before the kill
         killed_at = time.monotonic()
-        await b.kill()
+        await pair.nodes[1].kill()
         await wait_for_nodes(r.address, lambda nodes: "kill-b" not in {n.node_id for n in nodes}, timeout=10)
         gone_after = time.monotonic() - killed_at
         await asyncio.sleep(1.0)  # traffic with one node
@@ -174,7 +190,7 @@ async def test_sigkill_costs_no_failed_requests_and_the_node_comes_back(lanai_ho
         assert not failures, failures[:3]
         assert gone_after < 3.0, f"the killed node stayed listed for {gone_after:.1f} s"
 
-        b = await node(lanai_home, "127.0.0.3", pb, "kill-b", *lone)  # restarted: used again
+        pair.nodes[1] = await node(lanai_home, "127.0.0.3", pair.ports[1], "kill-b", *LONE)  # restarted: used again
         await wait_for_nodes(r.address, lambda nodes: up(nodes, "kill-a", "kill-b"), timeout=15)
         again: Counter[str] = Counter()
         for _ in range(3):
@@ -182,18 +198,11 @@ async def test_sigkill_costs_no_failed_requests_and_the_node_comes_back(lanai_ho
                 assert not isinstance(reply, BaseException), reply
                 again[reply.served_by.node_id] += 1  # type: ignore[attr-defined]
         assert again["kill-b"] > 0, again
-    finally:
-        for p in (r, a, b):
-            await p.kill()
 
 
 async def test_node_outside_the_allow_list_never_gets_work(lanai_home: Path, fox_wav: bytes) -> None:
-    pa, pb = free_port("127.0.0.2"), free_port("127.0.0.3")
-    lone = ["--no-router", "--discovery", "none"]
-    a, b = await asyncio.gather(node(lanai_home, "127.0.0.2", pa, "inside", *lone),
-                                node(lanai_home, "127.0.0.3", pb, "outside", *lone))
-    r = await router(lanai_home, "--peers", f"127.0.0.2:{pa},127.0.0.3:{pb}", "--allow", "127.0.0.2/32")
-    try:
+    async with lone_pair(lanai_home, ("inside", "outside"), router_flags=("--allow", "127.0.0.2/32")) as pair:
+        r, pb = pair.router, pair.ports[1]
         reply = await wait_for_nodes(r.address, lambda nodes: up(nodes, "inside") and any(
             n.state == mesh_pb2.NODE_STATE_REFUSED for n in nodes))
         refused = next(n for n in reply.nodes if n.state == mesh_pb2.NODE_STATE_REFUSED)
@@ -201,9 +210,6 @@ async def test_node_outside_the_allow_list_never_gets_work(lanai_home: Path, fox
         assert not refused.node_id  # never contacted, so never described
         served = Counter(x.served_by.node_id for x in await transcribe_many(r.address, fox_wav, 8))  # type: ignore[attr-defined]
         assert served == {"inside": 8}
-    finally:
-        for p in (r, a, b):
-            await p.kill()
 
 
 async def test_mdns_discovery_on_loopback(lanai_home: Path, fox_wav: bytes) -> None:
