@@ -89,6 +89,7 @@ class Node:
             metrics_server = metrics.start_metrics_server(config.metrics_host, config.metrics_port)
             if presence.router is not None:
                 metrics_server.sd = presence.router.sd_targets
+                presence.router.metrics_port = metrics_server.port
         metrics_port = metrics_server.port if metrics_server else 0
         role = "node" if services else "router"
         metrics.NODE_INFO.labels(node_id, __version__, role).set(1)
@@ -119,8 +120,6 @@ class Node:
         for name in [""] + [s.grpc_service for s in services]:
             await health.set(name, health_pb2.HealthCheckResponse.SERVING)
         await presence.start(config.host, port, [s.name for s in services], metrics_port)
-        if presence.router is not None:
-            presence.router.metrics_port = metrics_port
         log.info("%s %s serving %s on %s:%d (metrics on port %s)", role, node_id,
                  ", ".join(config.services) or "the mesh", config.host, port, metrics_port or "off")
         return cls(config, node_id, server, port, metrics_server, board, services, health, presence)
