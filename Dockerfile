@@ -2,7 +2,7 @@
 # container never prepares or downloads anything when it serves (it needs no network but the LAN).
 #
 #   docker build -t lanai:local .
-#   docker run --rm -p 127.0.0.1:50051:50051 lanai:local                 # `lanai up`: router + speech node
+#   docker run --rm -p 127.0.0.1:50051:50051 lanai:local                 # `lanai up`: router + every service
 #   docker run --rm lanai:local node --services speech --speech-models tiny.en
 #
 # compose.yaml builds and runs it as a router and two nodes (see there). Checked without a Docker
@@ -15,6 +15,11 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     LANAI_HOME=/var/lib/lanai \
     HF_HUB_OFFLINE=1
+
+# OpenBLAS: the language engine loads it ahead of mlx's slow bundled BLAS; libGL and GLib: OpenCV
+# (used by the OCR pipeline) links them even when nothing is drawn.
+RUN apt-get update && apt-get install -y --no-install-recommends libopenblas0-pthread libgl1 libglib2.0-0 \
+    && rm -rf /var/lib/apt/lists/*
 
 # An unprivileged user owning $LANAI_HOME: the models are prepared as this user, and the node id
 # is written there when a node first starts.
@@ -38,6 +43,6 @@ RUN lanai models prepare
 # gRPC (the mesh, health, reflection) and Prometheus /metrics.
 EXPOSE 50051 9464
 ENTRYPOINT ["lanai"]
-# One container, everything: a router and a speech node. In a container 127.0.0.1 is unreachable
+# One container, everything: a router and a node with speech, vision and language. In a container 127.0.0.1 is unreachable
 # from outside, so listen on every interface and publish the port (bind it to 127.0.0.1 on the host).
 CMD ["up", "--host", "0.0.0.0", "--metrics-host", "0.0.0.0"]

@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 import collections
 import concurrent.futures
+import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -83,6 +84,24 @@ class AdmissionController:
         finally:
             self._queued[tag] -= 1
         return await self._run_in_slot(job, tag, time.perf_counter() - started)
+
+    @contextlib.asynccontextmanager
+    async def hold(self, *, tag: str = "", timeout: float | None = None) -> AsyncIterator[float]:
+        """Hold a slot for work that runs elsewhere (a place in the language service's batch),
+        queueing like `run`; yields the seconds it waited. The slot is free again the moment
+        the block exits, also when the caller is cancelled."""
+        started = time.perf_counter()
+        self._queued[tag] += 1
+        try:
+            await self._acquire(timeout, False)
+        finally:
+            self._queued[tag] -= 1
+        self._running[tag] += 1
+        self._on_change()
+        try:
+            yield time.perf_counter() - started
+        finally:
+            self._finish(tag)
 
     async def try_run(self, job: Callable[[], T], *, tag: str = "") -> tuple[T, Timing] | None:
         """Run `job` only if a slot is free right now (best-effort work such as partials)."""

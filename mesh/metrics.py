@@ -35,6 +35,19 @@ SPEECH_REAL_TIME_FACTOR = Histogram(
     "lanai_speech_real_time_factor", "Compute time divided by audio duration (below 1 is faster than real time).",
     ["model"], buckets=(0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0))
 
+VISION_IMAGES = Counter("lanai_vision_images", "Images processed, by task and model.", ["task", "model"])
+VISION_SECONDS = Histogram("lanai_vision_duration_seconds", "Time to decode and process one image, by task.",
+                           ["task"], buckets=LATENCY_BUCKETS)
+
+LANGUAGE_PROMPT_TOKENS = Counter("lanai_language_prompt_tokens", "Prompt tokens processed.", ["model"])
+LANGUAGE_GENERATED_TOKENS = Counter("lanai_language_generated_tokens", "Tokens generated.", ["model"])
+LANGUAGE_TIME_TO_FIRST_TOKEN = Histogram(
+    "lanai_language_time_to_first_token_seconds", "From a request's arrival to its first generated token.",
+    ["model"], buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0))
+LANGUAGE_TOKENS_PER_SECOND = Histogram(
+    "lanai_language_tokens_per_second", "Generation speed of one request after its first token.",
+    ["model"], buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000))
+
 ROUTER_REQUESTS = Counter("lanai_router_requests", "Client calls a router placed, by the status the client got.",
                           ["service", "method", "node", "code"])
 ROUTER_REQUEST_SECONDS = Histogram("lanai_router_request_duration_seconds",

@@ -26,10 +26,12 @@ from lanai.mesh.router import ACCEPT_KEEPALIVE, Router
 from lanai.mesh.node_service import NodeServicer
 from lanai.mesh.status import LanaiInterceptor
 from lanai.services import models as model_cache
+from lanai.services.language.config import LanguageConfig
 from lanai.services.speech.config import SpeechConfig
+from lanai.services.vision.config import VisionConfig
 
 log = logging.getLogger(__name__)
-KNOWN_SERVICES = ("speech",)
+KNOWN_SERVICES = ("speech", "vision", "language")
 
 
 @dataclass(frozen=True)
@@ -50,6 +52,8 @@ class NodeConfig:
     grace_s: float = 30.0
     """On shutdown, how long in-flight work may take to finish."""
     speech: SpeechConfig = field(default_factory=SpeechConfig)
+    vision: VisionConfig = field(default_factory=VisionConfig)
+    language: LanguageConfig = field(default_factory=LanguageConfig)
     mesh: MeshConfig = field(default_factory=MeshConfig)
     """Router, discovery and announcement; the default is a lone node (the CLI joins the mesh)."""
 
@@ -153,6 +157,18 @@ def _load_services(config: NodeConfig, board: LoadBoard) -> list[HostedService]:
 
         resolved = [model_cache.resolve(config.home, spec, "speech") for spec in config.speech.models]
         services.append(SpeechService(SpeechEngine(resolved, config.speech), board))
+    if "vision" in config.services:
+        from lanai.services.vision.engine import VisionEngine
+        from lanai.services.vision.servicer import VisionService
+
+        resolved = [model_cache.resolve(config.home, spec, "vision") for spec in config.vision.models]
+        services.append(VisionService(VisionEngine(resolved, config.vision), board))
+    if "language" in config.services:
+        from lanai.services.language.engine import LanguageEngine
+        from lanai.services.language.servicer import LanguageService
+
+        resolved = [model_cache.resolve(config.home, spec, "language") for spec in config.language.models]
+        services.append(LanguageService(LanguageEngine(resolved, config.language), board))
     return services
 
 

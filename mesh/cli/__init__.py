@@ -7,7 +7,7 @@ import logging
 import sys
 
 from lanai.mesh import __version__
-from lanai.mesh.cli import mesh, models, serve, transcribe
+from lanai.mesh.cli import generate, mesh, models, serve, transcribe, vision
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -18,6 +18,8 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     serve.add_parsers(commands)
     transcribe.add_parser(commands)
+    vision.add_parser(commands)
+    generate.add_parsers(commands)
     models.add_parser(commands)
     mesh.add_parser(commands)
     return parser

@@ -16,7 +16,9 @@ from lanai.mesh.premises import DEFAULT_ALLOWED
 from lanai.mesh.presence import DISCOVERY, MeshConfig
 from lanai.services import models
 from lanai.services.errors import LanaiError
+from lanai.services.language.config import LanguageConfig
 from lanai.services.speech.config import SpeechConfig
+from lanai.services.vision.config import VisionConfig
 
 
 def add_parsers(commands: Any) -> None:
@@ -77,16 +79,46 @@ def _node_flags(p: argparse.ArgumentParser, host: str, discovery: str = "mdns", 
     p.add_argument("--speech-device", default="cpu", help="cpu, cuda or auto (default cpu)")
     p.add_argument("--speech-compute-type", default="int8", help="CTranslate2 compute type (default int8)")
     p.add_argument("--max-audio-s", type=float, default=3 * 3600, help="longest audio per request (default 3 h)")
+    p.add_argument("--vision-models", default=",".join(VisionConfig.models),
+                   help="embedded model names or model directories, comma-separated; the first of each task "
+                        f"(classify, faces, ocr) is its default (default {','.join(VisionConfig.models)})")
+    p.add_argument("--vision-slots", type=int, default=min(cores, max(2, cores // 2)),
+                   help="images processed at once (default: half the cores, at least 2, at most the cores)")
+    p.add_argument("--vision-queue", type=int, default=VisionConfig.max_queue,
+                   help=f"requests that may wait for a slot (default {VisionConfig.max_queue})")
+    p.add_argument("--vision-threads", type=int, default=0, help="onnxruntime threads per slot (default: cores / slots)")
+    p.add_argument("--vision-device", default="auto", help="auto (CUDA/CoreML when present), cpu or cuda")
+    p.add_argument("--max-image-pixels", type=int, default=VisionConfig.max_pixels,
+                   help=f"largest image accepted, width x height (default {VisionConfig.max_pixels:,})")
+    p.add_argument("--language-models", default=",".join(LanguageConfig.models),
+                   help="embedded model names or mlx-lm model directories, comma-separated; the first is the "
+                        f"default (default {','.join(LanguageConfig.models)})")
+    p.add_argument("--language-slots", type=int, default=LanguageConfig.slots,
+                   help=f"generations batched together (default {LanguageConfig.slots})")
+    p.add_argument("--language-queue", type=int, default=LanguageConfig.max_queue,
+                   help=f"requests that may wait for a place in the batch (default {LanguageConfig.max_queue})")
+    p.add_argument("--max-tokens", type=int, default=LanguageConfig.max_tokens_limit,
+                   help=f"most tokens one request may ask for (default {LanguageConfig.max_tokens_limit})")
+    p.add_argument("--language-device", default="auto", help="auto (Metal on Apple silicon, else cpu), cpu or gpu")
+    p.add_argument("--language-blas", default="auto",
+                   help="Linux CPU: auto preloads Debian's OpenBLAS when installed, off keeps mlx's bundled BLAS, "
+                        "or a path to a libblas.so.3")
     p.add_argument("--max-message-mb", type=int, default=64, help="largest request message (default 64 MiB)")
     p.add_argument("--grace", type=float, default=30.0, help="seconds in-flight work may take on shutdown")
 
 
 def config_from_args(args: argparse.Namespace) -> NodeConfig:
     speech = SpeechConfig(
-        models=tuple(m.strip() for m in args.speech_models.split(",") if m.strip()),
+        models=_names(args.speech_models),
         slots=args.speech_slots, max_queue=args.speech_queue, max_streams=args.speech_streams,
         cpu_threads=args.speech_threads, device=args.speech_device, compute_type=args.speech_compute_type,
         max_audio_s=args.max_audio_s)
+    vision = VisionConfig(
+        models=_names(args.vision_models), slots=args.vision_slots, max_queue=args.vision_queue,
+        cpu_threads=args.vision_threads, device=args.vision_device, max_pixels=args.max_image_pixels)
+    language = LanguageConfig(
+        models=_names(args.language_models), slots=args.language_slots, max_queue=args.language_queue,
+        max_tokens_limit=args.max_tokens, device=args.language_device, blas=args.language_blas)
     peers = tuple(p.strip() for p in args.peers.split(",") if p.strip())
     mesh = MeshConfig(router=not args.no_router, policy=args.policy, allow=tuple(args.allow.split(",")),
                       discovery="static" if peers else "dns" if args.dns else args.discovery, peers=peers,
@@ -96,7 +128,12 @@ def config_from_args(args: argparse.Namespace) -> NodeConfig:
         home=args.home or models.default_home(), services=tuple(s.strip() for s in args.services.split(",") if s),
         host=args.host, port=args.port, metrics_host=args.metrics_host,
         metrics_port=None if args.metrics_port < 0 else args.metrics_port, node_id=args.node_id,
-        max_message_bytes=args.max_message_mb * 1024 * 1024, grace_s=args.grace, speech=speech, mesh=mesh)
+        max_message_bytes=args.max_message_mb * 1024 * 1024, grace_s=args.grace, speech=speech, vision=vision,
+        language=language, mesh=mesh)
+
+
+def _names(flag: str) -> tuple[str, ...]:
+    return tuple(name.strip() for name in flag.split(",") if name.strip())
 
 
 def run_node(args: argparse.Namespace) -> int:

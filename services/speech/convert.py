@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
 
 from lanai.api.common.v1 import common_pb2
 from lanai.api.speech.v1 import speech_pb2
@@ -47,11 +46,6 @@ def partial_interval_s(pb: speech_pb2.StreamConfig) -> float:
     if not 100 <= interval <= 10000:
         raise InvalidInput(f"partial_interval_ms {interval} is out of range; use 100 to 10000 (0 for 500)")
     return interval / 1000
-
-
-def served_by(node_id: str, model: str, timing: Any) -> common_pb2.ServedBy:
-    return common_pb2.ServedBy(node_id=node_id, model=model, queue_ms=timing.queue_s * 1000,
-                               compute_ms=timing.compute_s * 1000)
 
 
 def segment(seg: Segment) -> speech_pb2.Segment:

@@ -16,6 +16,7 @@ from lanai.mesh.hosted import ModelFacts
 from lanai.mesh.load import LoadBoard
 from lanai.services.errors import InvalidInput
 from lanai.services.speech import convert
+from lanai.services.wire import served_by
 from lanai.services.speech.audio import SAMPLE_RATE, Samples, check_pcm, decode_encoded, decode_pcm
 from lanai.services.speech.engine import SpeechEngine
 from lanai.services.speech.streaming import SpeechStream, StreamSettings
@@ -82,7 +83,7 @@ class SpeechServicer(speech_pb2_grpc.SpeechServicer):
         transcript, timing = await self._service.admission.run(job, tag=options.model,
                                                                timeout=context.time_remaining())
         self._service.observe(transcript, options.model, timing)
-        return convert.transcribe_response(transcript, convert.served_by(self._node_id, options.model, timing))
+        return convert.transcribe_response(transcript, served_by(self._node_id, options.model, timing))
 
     async def StreamTranscribe(self, request_iterator: AsyncIterator[speech_pb2.StreamTranscribeRequest],
                                context: grpc.aio.ServicerContext[Any, Any]
@@ -106,7 +107,7 @@ class SpeechServicer(speech_pb2_grpc.SpeechServicer):
 
             stream = SpeechStream(self._engine, settings, run_final, functools.partial(admission.try_run, tag=model))
             async for result in stream.results(_audio_chunks(request_iterator)):
-                yield convert.stream_response(result, convert.served_by(self._node_id, model, result.timing))
+                yield convert.stream_response(result, served_by(self._node_id, model, result.timing))
         finally:
             admission.close_stream()
 

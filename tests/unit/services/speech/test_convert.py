@@ -8,12 +8,14 @@ import pytest
 
 from lanai.api.common.v1 import common_pb2
 from lanai.api.speech.v1 import speech_pb2
+from lanai.mesh.admission import Timing
 from lanai.services.errors import InvalidInput
 from lanai.services.speech import convert
 from lanai.services.speech.audio import PcmFormat
 from lanai.services.speech.streaming import StreamResult
 from lanai.services.speech.types import Segment, TranscribeOptions, Transcript, Word
 from lanai.services.speech.vad import SegmenterConfig
+from lanai.services.wire import served_by
 
 # --- options ----------------------------------------------------------------------------------------------------
 
@@ -123,7 +125,7 @@ SEGMENTS = (
 
 
 def _served() -> common_pb2.ServedBy:
-    return convert.served_by("node-7", "tiny.en", SimpleNamespace(queue_s=0.25, compute_s=1.5))
+    return served_by("node-7", "tiny.en", Timing(queue_s=0.25, compute_s=1.5))
 
 
 def _roundtrip(message: object) -> object:

@@ -1,0 +1,112 @@
+"""lanai.language.v1.Language: gRPC glue between requests and the language engine."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+import grpc
+
+from lanai.api.language.v1 import language_pb2, language_pb2_grpc
+from lanai.mesh import metrics
+from lanai.mesh.admission import AdmissionController, Timing
+from lanai.mesh.hosted import ModelFacts
+from lanai.mesh.load import LoadBoard
+from lanai.services.language import convert
+from lanai.services.language.engine import LanguageEngine
+from lanai.services.language.types import Chunk, Message, Sampling, Usage
+from lanai.services.wire import served_by
+
+THROUGHPUT_UNIT = "tokens_per_second"
+MEASURE_PROMPT = "Write one sentence about the sea."
+
+
+class LanguageService:
+    """The language service as a node hosts it: engine, admission control (a slot is a place
+    in the batch) and servicer."""
+
+    name = "language"
+    grpc_service = "lanai.language.v1.Language"
+
+    def __init__(self, engine: LanguageEngine, board: LoadBoard) -> None:
+        cfg = engine.config
+        self.engine = engine
+        self.board = board
+        self.admission = AdmissionController(self.name, cfg.slots, cfg.max_queue, on_change=board.changed)
+        board.add(self.admission, {m.name: THROUGHPUT_UNIT for m in engine.models})
+
+    def models(self) -> Sequence[ModelFacts]:
+        return [ModelFacts(m.name, m.name == self.engine.default_model, m.source, m.devices, THROUGHPUT_UNIT)
+                for m in self.engine.models]
+
+    def register(self, server: grpc.aio.Server) -> None:
+        language_pb2_grpc.add_LanguageServicer_to_server(LanguageServicer(self), server)
+
+    async def measure(self) -> None:
+        """Seed each model's throughput with a short greedy generation (also compiles and warms
+        the model, so the first client does not pay for it)."""
+        for model in self.engine.models:
+            tokens = self.engine.encode(model.name, [Message("user", MEASURE_PROMPT)])
+            async for chunk in self.engine.generate(model.name, tokens, Sampling(max_tokens=16, temperature=0.0)):
+                if chunk.usage is not None and chunk.usage.tokens_per_second > 0:
+                    self.board.observe(self.name, model.name, chunk.usage.tokens_per_second)
+
+    async def stream(self, request: language_pb2.GenerateRequest,
+                     context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[tuple[Chunk, Timing]]:
+        """Validate, wait for a place in the batch, then generate; yields chunks with the timing so far."""
+        cfg = self.engine.config
+        model = self.engine.resolve(request.model)
+        sampling = convert.sampling(request.sampling, cfg.default_max_tokens, cfg.max_tokens_limit)
+        tokens = self.engine.encode(model, convert.prompt(request))
+        async with self.admission.hold(tag=model, timeout=context.time_remaining()) as queued_s:
+            metrics.QUEUE_SECONDS.labels(self.name).observe(queued_s)
+            started = time.perf_counter()
+            async for chunk in self.engine.generate(model, tokens, sampling):
+                timing = Timing(queued_s, time.perf_counter() - started)
+                if chunk.usage is not None:
+                    self.observe(model, chunk.usage, timing)
+                yield chunk, timing
+
+    def observe(self, model: str, usage: Usage, timing: Timing) -> None:
+        """Record a finished generation in metrics and in the model's measured throughput."""
+        metrics.COMPUTE_SECONDS.labels(self.name, model).observe(timing.compute_s)
+        metrics.LANGUAGE_PROMPT_TOKENS.labels(model).inc(usage.prompt_tokens)
+        metrics.LANGUAGE_GENERATED_TOKENS.labels(model).inc(usage.completion_tokens)
+        if usage.completion_tokens:
+            metrics.LANGUAGE_TIME_TO_FIRST_TOKEN.labels(model).observe(usage.time_to_first_token_s)
+        if usage.tokens_per_second > 0:
+            metrics.LANGUAGE_TOKENS_PER_SECOND.labels(model).observe(usage.tokens_per_second)
+            self.board.observe(self.name, model, usage.tokens_per_second)
+
+
+class LanguageServicer(language_pb2_grpc.LanguageServicer):
+    def __init__(self, service: LanguageService) -> None:
+        self._service = service
+        self._node_id = service.board.node_id
+
+    async def Generate(self, request: language_pb2.GenerateRequest,
+                       context: grpc.aio.ServicerContext[Any, Any]) -> language_pb2.GenerateResponse:
+        parts: list[str] = []
+        async for chunk, timing in self._service.stream(request, context):
+            parts.append(chunk.text)
+            if chunk.usage is not None:
+                return convert.response("".join(parts), chunk.finish, chunk.usage,
+                                        served_by(self._node_id, request.model or self._service.engine.default_model,
+                                                  timing))
+        raise AssertionError("the engine ended a generation without a last chunk")
+
+    async def GenerateStream(self, request: language_pb2.GenerateRequest,
+                             context: grpc.aio.ServicerContext[Any, Any]
+                             ) -> AsyncIterator[language_pb2.GenerateStreamResponse]:
+        model = request.model or self._service.engine.default_model
+        first = True
+        async for chunk, timing in self._service.stream(request, context):
+            last = chunk.usage is not None
+            if not chunk.text and not last:
+                continue
+            yield language_pb2.GenerateStreamResponse(
+                delta=chunk.text, finish_reason=convert.finish_reason(chunk.finish),
+                usage=convert.usage(chunk.usage) if chunk.usage is not None else None,
+                served_by=served_by(self._node_id, model, timing) if first or last else None)
+            first = False

@@ -1,0 +1,131 @@
+"""lanai.vision.v1.Vision: gRPC glue between requests and the vision engine."""
+
+from __future__ import annotations
+
+import functools
+import io
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+import grpc
+import numpy as np
+from PIL import Image
+
+from lanai.api.vision.v1 import vision_pb2, vision_pb2_grpc
+from lanai.mesh import metrics
+from lanai.mesh.admission import AdmissionController, Timing
+from lanai.mesh.hosted import ModelFacts
+from lanai.mesh.load import LoadBoard
+from lanai.services.errors import InvalidInput
+from lanai.services.vision import convert
+from lanai.services.vision.engine import VisionEngine
+from lanai.services.vision.image import Picture, decode
+from lanai.services.wire import served_by
+
+THROUGHPUT_UNIT = "images_per_second"
+R = TypeVar("R")
+
+
+class VisionService:
+    """The vision service as a node hosts it: engine, admission control and servicer."""
+
+    name = "vision"
+    grpc_service = "lanai.vision.v1.Vision"
+
+    def __init__(self, engine: VisionEngine, board: LoadBoard) -> None:
+        cfg = engine.config
+        self.engine = engine
+        self.board = board
+        self.admission = AdmissionController(self.name, cfg.slots, cfg.max_queue, on_change=board.changed)
+        board.add(self.admission, {m.name: THROUGHPUT_UNIT for m in engine.models})
+
+    def models(self) -> Sequence[ModelFacts]:
+        return [ModelFacts(m.name, self.engine.defaults.get(m.task) == m.name, m.source, m.devices, THROUGHPUT_UNIT)
+                for m in self.engine.models]
+
+    def register(self, server: grpc.aio.Server) -> None:
+        vision_pb2_grpc.add_VisionServicer_to_server(VisionServicer(self), server)
+
+    async def measure(self) -> None:
+        """Seed each model's throughput with one run on a small synthetic photo-like image
+        (also warms onnxruntime's first-run allocations, so the first client is not slower)."""
+        rng = np.random.default_rng(0)
+        gradient = np.linspace(0, 255, 320, dtype=np.float32)
+        rgb = np.clip(gradient[None, :, None] * 0.6 + rng.normal(64, 32, (240, 320, 3)), 0, 255).astype(np.uint8)
+        buffer = io.BytesIO()
+        Image.fromarray(rgb).save(buffer, "JPEG")
+        for model in self.engine.models:
+            job = functools.partial(self._run_task, model.task, buffer.getvalue(), model.name)
+            _, timing = await self.admission.run(job, tag=model.name)
+            self.board.observe(self.name, model.name, 1 / max(timing.compute_s, 1e-6))
+
+    def _run_task(self, task: str, data: bytes, model: str) -> object:
+        cfg = self.engine.config
+        picture = decode(data, max_pixels=cfg.max_pixels, max_side=cfg.default_max_side)
+        if task == "classify":
+            return self.engine.classify(picture, model, convert.DEFAULT_TOP_K, 0.0)
+        if task == "faces":
+            return self.engine.faces(picture, model, 0.0)
+        return self.engine.read_text(picture, model, 0.0)
+
+    def observe(self, task: str, model: str, timing: Timing) -> None:
+        """Record a finished image in metrics and in the model's measured throughput."""
+        metrics.QUEUE_SECONDS.labels(self.name).observe(timing.queue_s)
+        metrics.COMPUTE_SECONDS.labels(self.name, model).observe(timing.compute_s)
+        metrics.VISION_IMAGES.labels(task, model).inc()
+        metrics.VISION_SECONDS.labels(task).observe(timing.compute_s)
+        if timing.compute_s > 0:
+            self.board.observe(self.name, model, 1 / timing.compute_s)
+
+
+class VisionServicer(vision_pb2_grpc.VisionServicer):
+    def __init__(self, service: VisionService) -> None:
+        self._service = service
+        self._engine = service.engine
+        self._node_id = service.board.node_id
+
+    async def Classify(self, request: vision_pb2.ClassifyRequest,
+                       context: grpc.aio.ServicerContext[Any, Any]) -> vision_pb2.ClassifyResponse:
+        model = self._engine.resolve("classify", request.options.model)
+        top_k, threshold = convert.top_k(request.top_k), convert.min_confidence(request.options)
+        labels, picture, served = await self._run("classify", model, request.image, request.options, context,
+                                                  lambda p: self._engine.classify(p, model, top_k, threshold))
+        return convert.classify_response(labels, picture, served)
+
+    async def DetectFaces(self, request: vision_pb2.DetectFacesRequest,
+                          context: grpc.aio.ServicerContext[Any, Any]) -> vision_pb2.DetectFacesResponse:
+        model = self._engine.resolve("faces", request.options.model)
+        threshold = convert.min_confidence(request.options)
+        faces, picture, served = await self._run("faces", model, request.image, request.options, context,
+                                                 lambda p: self._engine.faces(p, model, threshold))
+        return convert.faces_response(faces, picture, served)
+
+    async def ReadText(self, request: vision_pb2.ReadTextRequest,
+                       context: grpc.aio.ServicerContext[Any, Any]) -> vision_pb2.ReadTextResponse:
+        model = self._engine.resolve("ocr", request.options.model)
+        threshold = convert.min_confidence(request.options)
+        lines, picture, served = await self._run("ocr", model, request.image, request.options, context,
+                                                 lambda p: self._engine.read_text(p, model, threshold))
+        return convert.text_response(lines, picture, served)
+
+    async def _run(self, task: str, model: str, image: vision_pb2.Image, options: vision_pb2.ImageOptions,
+                   context: grpc.aio.ServicerContext[Any, Any], infer: Callable[[Picture], R]
+                   ) -> tuple[R, Picture, Any]:
+        """Check what is cheap now; decode and infer inside a slot (decoding is real work too)."""
+        cfg = self._engine.config
+        if len(image.encoded) > cfg.max_image_bytes:
+            raise InvalidInput(f"the image is {len(image.encoded):,} bytes; this node accepts at most "
+                               f"{cfg.max_image_bytes:,}: compress or downscale it")
+        if options.max_side > cfg.max_side_limit:
+            raise InvalidInput(f"max_side {options.max_side} is too large; use at most {cfg.max_side_limit} "
+                               f"(0 for {cfg.default_max_side})")
+        max_side = options.max_side or cfg.default_max_side
+
+        def job() -> tuple[R, Picture]:
+            picture = decode(image.encoded, max_pixels=cfg.max_pixels, max_side=max_side)
+            return infer(picture), picture
+
+        (result, picture), timing = await self._service.admission.run(job, tag=model,
+                                                                      timeout=context.time_remaining())
+        self._service.observe(task, model, timing)
+        return result, picture, served_by(self._node_id, model, timing)
