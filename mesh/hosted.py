@@ -37,3 +37,6 @@ class HostedService(Protocol):
 
     def register(self, server: grpc.aio.Server) -> None:
         """Add the servicer to the gRPC server."""
+
+    def close(self) -> None:
+        """Release the engine (threads, models) once the server has stopped."""

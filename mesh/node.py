@@ -140,6 +140,7 @@ class Node:
         await self.presence.close()
         for service in self.services:
             service.admission.shutdown()
+            service.close()
         if self._metrics_server is not None:
             self._metrics_server.stop()
         log.info("node %s stopped", self.node_id)

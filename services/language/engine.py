@@ -30,7 +30,7 @@ from lanai.services.language.types import FINISH_CANCELLED, FINISH_LENGTH, FINIS
 from lanai.services.models import ResolvedModel
 
 log = logging.getLogger(__name__)
-PREFILL_CHUNK = 256
+PREFILL_CHUNK = 128
 """Prompt tokens processed per step while other requests are decoding."""
 
 
@@ -71,12 +71,16 @@ class _Model:
         loaded: Any = load(str(resolved.path), return_config=True)
         self.model, self.tokenizer, model_config = loaded
         self.context_length = int(model_config.get("max_position_embeddings") or 2048)
-        self.stream = mx.new_stream(mx.default_device())
         self.batch: Any = BatchGenerator(self.model, stop_tokens=[[t] for t in sorted(self.tokenizer.eos_token_ids)],
                                     completion_batch_size=config.slots, prefill_batch_size=config.slots,
-                                    prefill_step_size=PREFILL_CHUNK, stream=self.stream)
+                                    prefill_step_size=PREFILL_CHUNK)  # on mlx-lm's thread-local stream
         self.device = str(mx.default_device()).removeprefix("Device(").removesuffix(")").split(",")[0]
         self.active: dict[int, _Request] = {}
+
+    def close(self) -> None:
+        self.batch.close()
+        self.batch = None
+        self.mx.synchronize()
 
 
 class LanguageEngine:
@@ -155,15 +159,25 @@ class LanguageEngine:
 
     def _run(self, models: list[ResolvedModel], started: queue.Queue[BaseException | None]) -> None:
         try:
-            for resolved in models:
-                if resolved.name in self._models:
-                    raise ValueError(f"language model {resolved.name!r} is listed twice")
-                self._models[resolved.name] = _Model(resolved, self.config)
-                log.info("language: loaded %s from %s", resolved.name, resolved.path)
-        except BaseException as exc:  # noqa: BLE001 - handed to the constructor, which raises it
-            started.put(exc)
-            return
-        started.put(None)
+            try:
+                for resolved in models:
+                    if resolved.name in self._models:
+                        raise ValueError(f"language model {resolved.name!r} is listed twice")
+                    self._models[resolved.name] = _Model(resolved, self.config)
+                    log.info("language: loaded %s from %s", resolved.name, resolved.path)
+            except BaseException as exc:  # noqa: BLE001 - handed to the constructor, which raises it
+                started.put(exc)
+                return
+            started.put(None)
+            self._serve()
+        finally:
+            import mlx.core as mx
+
+            # mlx needs its streams destroyed by the thread that made them before it ends, or the
+            # process may abort at exit ("terminate called without an active exception"; mlx#3126).
+            mx.clear_streams()
+
+    def _serve(self) -> None:
         while not self._closing:
             busy = any(m.active for m in self._models.values())
             try:
@@ -182,6 +196,7 @@ class LanguageEngine:
         for target in self._models.values():
             for request in list(target.active.values()):
                 self._finish(target, request, FINISH_CANCELLED)
+            target.close()
 
     def _insert(self, target: _Model, request: _Request) -> None:
         from lanai.services.language.sampling import logits_processors, sampler

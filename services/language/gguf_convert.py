@@ -59,12 +59,20 @@ def convert(gguf_path: Path, out_dir: Path, progress: Callable[[str], None] = pr
 
     out_dir.mkdir(parents=True, exist_ok=True)
     save_file(weights, str(out_dir / "model.safetensors"), metadata={"format": "mlx"})
+    (out_dir / "model.safetensors").chmod(0o644)  # save_file makes it 0600: another user may serve it
     _write_json(out_dir / "config.json", config)
     _write_json(out_dir / "generation_config.json",
                 {k: config[k] for k in ("bos_token_id", "eos_token_id") if k in config})
     (out_dir / "tokenizer.json").write_text(tokenizer.to_str(pretty=True) + "\n", encoding="utf-8")
     _write_json(out_dir / "tokenizer_config.json", _tokenizer_config(meta))
     progress(f"wrote {out_dir} ({sum(w.size for w in weights.values()) / 1e6:.0f}M parameters)")
+
+
+def prepare_model(folder: Path, progress: Callable[[str], None]) -> None:
+    """The model cache's build step: the model.gguf assembled in `folder` becomes an mlx-lm model
+    directory in place (the GGUF is then dropped: serving never reads it)."""
+    convert(folder / "model.gguf", folder, progress)
+    (folder / "model.gguf").unlink()
 
 
 def _metadata(reader: GGUFReader) -> dict[str, Any]:
@@ -83,9 +91,9 @@ def _weights(reader: GGUFReader, n_heads: int, n_kv_heads: int) -> dict[str, np.
         # GGUF lists dimensions innermost first; the dequantized numpy array is already (out, in).
         array = np.ascontiguousarray(dequantize(tensor.data, tensor.tensor_type), dtype=np.float32)
         name = _hf_name(tensor.name)
-        if name.startswith("model.layers.") and ".self_attn.q_proj." in name:
+        if ".self_attn.q_proj." in name:
             array = _unpermute(array, n_heads)
-        elif name.startswith("model.layers.") and ".self_attn.k_proj." in name:
+        elif ".self_attn.k_proj." in name:
             array = _unpermute(array, n_kv_heads)
         weights[name] = array
     return weights
@@ -128,7 +136,7 @@ def _config(meta: dict[str, Any], weights: dict[str, np.ndarray], vocab_size: in
         "num_hidden_layers": int(key("block_count")),
         "num_attention_heads": heads,
         "num_key_value_heads": int(meta.get(f"{_ARCH}.attention.head_count_kv", heads)),
-        "head_dim": int(meta.get(f"{_ARCH}.rope.dimension_count", hidden // heads)),
+        "head_dim": weights["model.layers.0.self_attn.q_proj.weight"].shape[0] // heads,
         "intermediate_size": int(key("feed_forward_length")),
         "rms_norm_eps": _f32(key("attention.layer_norm_rms_epsilon")),
         "rope_theta": _f32(meta.get(f"{_ARCH}.rope.freq_base", 10000.0)),
@@ -138,9 +146,9 @@ def _config(meta: dict[str, Any], weights: dict[str, np.ndarray], vocab_size: in
         "attention_bias": "model.layers.0.self_attn.q_proj.bias" in weights,
         "mlp_bias": "model.layers.0.mlp.up_proj.bias" in weights,
     }
-    for ours, theirs in (("bos_token_id", "bos_token_id"), ("eos_token_id", "eos_token_id")):
-        if (value := meta.get(f"tokenizer.ggml.{theirs}")) is not None:
-            config[ours] = int(value)
+    for name in ("bos_token_id", "eos_token_id"):
+        if (value := meta.get(f"tokenizer.ggml.{name}")) is not None:
+            config[name] = int(value)
     return config
 
 

@@ -43,6 +43,9 @@ class LanguageService:
     def register(self, server: grpc.aio.Server) -> None:
         language_pb2_grpc.add_LanguageServicer_to_server(LanguageServicer(self), server)
 
+    def close(self) -> None:
+        self.engine.close()
+
     async def measure(self) -> None:
         """Seed each model's throughput with a short greedy generation (also compiles and warms
         the model, so the first client does not pay for it)."""
@@ -87,19 +90,19 @@ class LanguageServicer(language_pb2_grpc.LanguageServicer):
 
     async def Generate(self, request: language_pb2.GenerateRequest,
                        context: grpc.aio.ServicerContext[Any, Any]) -> language_pb2.GenerateResponse:
+        model = self._service.engine.resolve(request.model)
         parts: list[str] = []
         async for chunk, timing in self._service.stream(request, context):
             parts.append(chunk.text)
             if chunk.usage is not None:
                 return convert.response("".join(parts), chunk.finish, chunk.usage,
-                                        served_by(self._node_id, request.model or self._service.engine.default_model,
-                                                  timing))
+                                        served_by(self._node_id, model, timing))
         raise AssertionError("the engine ended a generation without a last chunk")
 
     async def GenerateStream(self, request: language_pb2.GenerateRequest,
                              context: grpc.aio.ServicerContext[Any, Any]
                              ) -> AsyncIterator[language_pb2.GenerateStreamResponse]:
-        model = request.model or self._service.engine.default_model
+        model = self._service.engine.resolve(request.model)
         first = True
         async for chunk, timing in self._service.stream(request, context):
             last = chunk.usage is not None

@@ -45,6 +45,9 @@ class SpeechService:
     def register(self, server: grpc.aio.Server) -> None:
         speech_pb2_grpc.add_SpeechServicer_to_server(SpeechServicer(self), server)
 
+    def close(self) -> None:
+        pass  # nothing beyond the admission pool, which the node shuts down
+
     async def measure(self) -> None:
         """Seed each model's throughput with a short self-measurement: 10 s of silence (Whisper's
         encoder always sees a 30 s window, so this mostly measures the machine's speed; 10 s

@@ -46,6 +46,9 @@ class VisionService:
     def register(self, server: grpc.aio.Server) -> None:
         vision_pb2_grpc.add_VisionServicer_to_server(VisionServicer(self), server)
 
+    def close(self) -> None:
+        pass  # nothing beyond the admission pool, which the node shuts down
+
     async def measure(self) -> None:
         """Seed each model's throughput with one run on a small synthetic photo-like image
         (also warms onnxruntime's first-run allocations, so the first client is not slower)."""
