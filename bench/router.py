@@ -166,7 +166,7 @@ class Fleet:
 
     def spawn_node(self, node_id: str, port: int = 0) -> Awaitable[Proc]:
         return self._spawn(node_id, [*LANAI, "--log-level", "WARNING",
-            "node", "--host", "127.0.0.1", "--port", str(port), "--metrics-port", "-1", "--home", str(self._home),
+            "node", "--services", "speech", "--host", "127.0.0.1", "--port", str(port), "--metrics-port", "-1", "--home", str(self._home),
             "--speech-models", self._model, "--discovery", "none", "--no-router", "--node-id", node_id,
             "--grace", "1"])
 

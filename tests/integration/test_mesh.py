@@ -22,7 +22,8 @@ from .processes import LANAI, LanaiProcess, free_port, start, up, wait_for_nodes
 from .test_speech import stream_requests, to_16k
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
-NODE = ["--metrics-port", "-1", "--speech-models", "tiny.en"]
+# speech only unless a test says otherwise (a later --services wins)
+NODE = ["--services", "speech", "--metrics-port", "-1", "--speech-models", "tiny.en"]
 
 
 async def node(home: Path, host: str, port: int, node_id: str, *extra: str) -> LanaiProcess:

@@ -20,29 +20,18 @@ from skimage import data as photos
 from lanai.api.mesh.v1 import mesh_pb2, mesh_pb2_grpc
 from lanai.api.vision.v1 import vision_pb2, vision_pb2_grpc
 from lanai.mesh.node import Node, NodeConfig
-from lanai.services import models
 from lanai.services.vision.config import VisionConfig
 
-from unit.services.vision.test_image import png_with_header  # tests/ is on sys.path (rootdir)
+from tests.unit.services.vision.test_image import png_with_header
+
+from .conftest import VISION_MODELS
 from .processes import up, wait_for_nodes
 from .test_mesh import lone_pair
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
-VISION_MODELS = ("efficientnet-lite0", "mtcnn", "pp-ocrv4")
 CATS = ("tabby", "tiger cat", "Egyptian cat", "Persian cat", "Siamese cat")
 MAX_PIXELS = 4_000_000
 WORDS = ("Private inference", "stays on your LAN")
-
-
-@pytest.fixture(scope="session")
-def vision_home(lanai_home: Path) -> Path:
-    for name in VISION_MODELS:
-        model = models.embedded(name)
-        assert model is not None
-        if not models.installed(model):
-            pytest.fail(f"the {name} model packages are missing: run scripts/setup.sh --dev")
-        models.prepare(lanai_home, model)
-    return lanai_home
 
 
 def encode(pixels: np.ndarray, fmt: str = "PNG") -> bytes:

@@ -389,7 +389,7 @@ class Mesh:
 
     def node(self, key: str, node_id: str, *, discovery: str = "mdns", metrics: bool = False) -> LanaiProcess:
         address = self.topo.hosts[key].address
-        args = ["node", "--host", address, "--port", str(GRPC_PORT), "--speech-models", "tiny.en",
+        args = ["node", "--services", "speech", "--host", address, "--port", str(GRPC_PORT), "--speech-models", "tiny.en",
                 "--node-id", node_id, "--no-router", "--grace", "2"]
         args += ["--metrics-host", address, "--metrics-port", "9464"] if metrics else ["--metrics-port", "-1"]
         args += ["--advertise-address", address] if discovery == "mdns" else ["--discovery", discovery]
