@@ -38,8 +38,8 @@ class NodeProcess:
 @pytest_asyncio.fixture(loop_scope="session")
 async def node_process(lanai_home: Path) -> AsyncIterator[NodeProcess]:
     proc = await asyncio.create_subprocess_exec(
-        *LANAI, "node", "--services", "speech", "--host", "127.0.0.1", "--port", "0", "--metrics-port", "-1", "--speech-models", "tiny.en",
-        "--discovery", "none",
+        *LANAI, "node", "--services", "speech", "--host", "127.0.0.1", "--port", "0", "--metrics-port", "-1",
+        "--speech-models", "tiny.en", "--discovery", "none",
         "--grace", "60", env={**os.environ, "LANAI_HOME": str(lanai_home)},
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL)
     try:
