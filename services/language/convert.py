@@ -69,7 +69,7 @@ def usage(u: Usage) -> language_pb2.Usage:
                               tokens_per_second=u.tokens_per_second)
 
 
-def finish_reason(finish: str) -> "language_pb2.FinishReason.ValueType":
+def finish_reason(finish: str) -> language_pb2.FinishReason:
     return _FINISH.get(finish, language_pb2.FINISH_REASON_UNSPECIFIED)
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import functools
 import logging
 import platform
 import queue
@@ -137,7 +136,7 @@ class LanguageEngine:
         target = self._models[model]
         room = target.context_length - len(tokens)
         request = _Request(tokens, dataclasses.replace(sampling, max_tokens=min(sampling.max_tokens, room)),
-                           functools.partial(loop.call_soon_threadsafe, chunks.put_nowait),
+                           lambda chunk: loop.call_soon_threadsafe(chunks.put_nowait, chunk),
                            target.tokenizer.detokenizer, StopScanner(sampling.stop))
         self._commands.put(lambda: self._insert(target, request))
         finished = False

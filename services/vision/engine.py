@@ -96,7 +96,7 @@ class VisionEngine:
                 self._classifiers[model.name] = classifier
                 devices = tuple(classifier.session.get_providers())
             elif task == "faces":
-                detector = FaceDetector(*(model.path / f"{net}.onnx" for net in ("pnet", "rnet", "onet")),
+                detector = FaceDetector(model.path / "pnet.onnx", model.path / "rnet.onnx", model.path / "onet.onnx",
                                         session_options=options, providers=wanted)
                 self._detectors[model.name] = detector
                 devices = tuple(wanted)

@@ -168,7 +168,8 @@ def test_objects_have_valid_names_and_standard_labels(rendered: Rendered) -> Non
 
 def test_expected_objects(rendered: Rendered) -> None:
     kinds = sorted(o["kind"] for o in rendered.objects)
-    groups = {name for name, g in {"speech-cpu": {}, **rendered.values.get("nodeGroups", {})}.items()
+    groups = {name for name, g in {"speech-cpu": {}, "vision-language-cpu": {},
+                                   **rendered.values.get("nodeGroups", {})}.items()
               if g.get("enabled", name != "speech-gpu")}
     assert kinds.count("Deployment") == 1 + len(groups)
     assert {pod_labels(d)["lanai/node-group"] for d in rendered.deployments("node")} == groups
@@ -376,8 +377,9 @@ def test_gpu_and_cpu_groups(chart: Any) -> None:
 
 
 def test_groups_can_be_disabled_or_removed(chart: Any) -> None:
-    for values in ({"nodeGroups": {"speech-cpu": {"enabled": False}, "only": {"replicas": 0}}},
-                   {"nodeGroups": {"speech-cpu": None, "only": {"replicas": 0}}}):
+    for values in ({"nodeGroups": {"speech-cpu": {"enabled": False}, "vision-language-cpu": {"enabled": False},
+                                   "only": {"replicas": 0}}},
+                   {"nodeGroups": {"speech-cpu": None, "vision-language-cpu": None, "only": {"replicas": 0}}}):
         r = Rendered(chart.render(values, name=RELEASE, namespace="default"), values, "default")
         assert [pod_labels(d)["lanai/node-group"] for d in r.deployments("node")] == ["only"]
         assert r.group("only")["spec"]["replicas"] == 0
