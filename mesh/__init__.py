@@ -2,6 +2,8 @@
 
 from importlib.metadata import PackageNotFoundError, version
 
+import lanai.services  # noqa: F401 - sets the no-telemetry environment before any inference library loads
+
 try:
     __version__ = version("lanai")
 except PackageNotFoundError:  # running from a source tree that was never installed

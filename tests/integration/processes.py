@@ -31,9 +31,12 @@ class LanaiProcess:
         return await asyncio.wait_for(self.proc.wait(), 60)
 
 
-async def start(*args: str, home: Path) -> LanaiProcess:
-    """Run `lanai ARGS` and wait for its ready line (stdout); stderr goes to the test's output."""
-    proc = await asyncio.create_subprocess_exec(*LANAI, *args, env={**os.environ, "LANAI_HOME": str(home)},
+async def start(*args: str, home: Path, env: dict[str, str | None] | None = None) -> LanaiProcess:
+    """Run `lanai ARGS` and wait for its ready line (stdout); stderr goes to the test's output.
+    `env` changes the environment it inherits (None removes a variable)."""
+    merged = {**os.environ, "LANAI_HOME": str(home), **(env or {})}
+    proc = await asyncio.create_subprocess_exec(*LANAI, *args,
+                                                env={k: v for k, v in merged.items() if v is not None},
                                                 stdout=asyncio.subprocess.PIPE, stderr=None)
     assert proc.stdout is not None
     try:
