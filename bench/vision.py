@@ -12,11 +12,15 @@ tasks each use one fixed image:
 1. Overhead: the same image through the node (1 slot x 2 onnxruntime threads, one client,
    sequential calls) and through a `VisionEngine` built in this process with the same models,
    device (CPU) and threads, doing what the node does per request: `image.decode` with the
-   node's pixel and side limits, then the engine call. Both sides are warmed up, then the runs
-   alternate (service, in-process, in-process, service, ...) with a short rest before each, so
-   machine noise hits both alike and neither side's onnxruntime threads still spin while the
-   other runs. Reports the median and p90 of each side's wall time and the ratio of the medians;
-   the target is <= 1.1 for classify and faces (PASS/FAIL), OCR is reported without a target.
+   node's pixel and side limits, then the engine call. Both sides are warmed up, then they
+   alternate in short blocks (service, in-process, in-process, service, ...; 10 runs per block
+   for classify, 4 for faces, 2 for OCR) with a 100 ms rest before each block, so machine noise
+   hits both alike and neither side's onnxruntime threads still spin (they burn a core for
+   ~30-60 ms after each run) while the other side runs. Each block starts with one more run,
+   right after the rest, kept apart ("after idle": it pays for waking every thread up, which on
+   a shared 2-core VM can cost more than the gRPC call itself). Reports the median and p90 of
+   each side's timed runs and the ratio of the medians; the target is <= 1.1 for classify and
+   faces (PASS/FAIL), OCR is reported without a target.
    Also split: "outside slot" is the median of (client wall time - compute_ms the node
    reported), i.e. gRPC, protobuf, the interceptor and admission on the event loop; "slot -
    in-process" is what the slot itself took beyond the in-process call (thread hand-off, and
@@ -88,8 +92,9 @@ OCR_LINES = ("Private inference", "stays on your LAN")
 NODE_START_TIMEOUT_S = 180.0
 REQUEST_TIMEOUT_S = 120.0
 STOP_TIMEOUT_S = 20.0
-REST_S = 0.05
-"""Pause before each timed overhead run, so neither side starts while the other's threads still spin."""
+REST_S = 0.1
+"""Pause before each block of overhead runs: onnxruntime's pool threads spin for ~30-60 ms after a run
+(measured here), and neither side's block may start while the other's threads still burn a core."""
 LANAI = [sys.executable, "-m", "lanai.mesh.cli"]
 READY = re.compile(r" ready on \S+:(\d+)")
 DISTRIBUTIONS = ("lanai", "onnxruntime", "rapidocr-onnxruntime", "opencv-python", "Pillow", "numpy", "grpcio",
@@ -286,11 +291,14 @@ class RatioResult:
     in_process_s: list[float]
     in_process_decode_s: list[float]
     server_compute_s: list[float]
-    """compute_ms the node reported for each service run (decode + inference in its slot, with the hand-off
-    to and from the slot's thread)."""
+    """compute_ms the node reported for each timed service run (decode + inference in its slot, with the
+    hand-off to and from the slot's thread)."""
     server_queue_s: list[float]
     service_result: str
     in_process_result: str
+    service_after_rest_s: list[float] = field(default_factory=list)
+    """The untimed first run of each service block, after REST_S idle (not in the ratio)."""
+    in_process_after_rest_s: list[float] = field(default_factory=list)
     ratio: float = 0.0
     target: float | None = None
     passed: bool | None = None
@@ -300,8 +308,11 @@ class RatioResult:
         return self.service_result == self.in_process_result
 
 
-async def measure_ratio(client: Client, local: InProcess, image: TestImage, rounds: int,
+async def measure_ratio(client: Client, local: InProcess, image: TestImage, blocks: int, block_runs: int,
                         warmup: int) -> RatioResult:
+    """`blocks` blocks per side, alternating ABBA, each REST_S after the previous one and made of one
+    run after that rest (kept apart) and `block_runs` timed runs back to back: a client's sequential
+    calls, on a node (or engine) that is busy with them, while noise still hits both sides alike."""
     task = image.task
     warm: Response | None = None
     local_result: Any = None
@@ -313,18 +324,22 @@ async def measure_ratio(client: Client, local: InProcess, image: TestImage, roun
     assert warm is not None
     result = RatioResult(task, image.name, [], [], [], [], [], summary(task, response_items(task, warm)),
                          summary(task, local_result))
-    for i in range(rounds):
+    for i in range(blocks):
         for side in (("service", "local") if i % 2 == 0 else ("local", "service")):  # ABBA: cancels drift
             await asyncio.sleep(REST_S)
             if side == "service":
-                seconds, response = await client.timed(task)
-                result.service_s.append(seconds)
-                result.server_compute_s.append(response.served_by.compute_ms / 1000)
-                result.server_queue_s.append(response.served_by.queue_ms / 1000)
+                result.service_after_rest_s.append((await client.timed(task))[0])
+                for _ in range(block_runs):
+                    seconds, response = await client.timed(task)
+                    result.service_s.append(seconds)
+                    result.server_compute_s.append(response.served_by.compute_ms / 1000)
+                    result.server_queue_s.append(response.served_by.queue_ms / 1000)
             else:
-                seconds, decode_s, _ = local.run(task, image.encoded)
-                result.in_process_s.append(seconds)
-                result.in_process_decode_s.append(decode_s)
+                result.in_process_after_rest_s.append(local.run(task, image.encoded)[0])
+                for _ in range(block_runs):
+                    seconds, decode_s, _ = local.run(task, image.encoded)
+                    result.in_process_s.append(seconds)
+                    result.in_process_decode_s.append(decode_s)
     result.ratio = statistics.median(result.service_s) / statistics.median(result.in_process_s)
     result.target = RATIO_TARGETS[task]
     if result.target is not None:
@@ -465,9 +480,11 @@ def split_table(results: Sequence[RatioResult]) -> str:
     rows = [[r.task, f"{_ms(r.service_s) - _ms(r.in_process_s):+.2f}", f"{outside_slot_ms(r):.2f}",
              f"{_ms(r.server_compute_s) - _ms(r.in_process_s):+.2f}", f"{_ms(r.server_compute_s):.1f}",
              f"{_ms(r.in_process_decode_s):.2f}", f"{_ms(r.server_queue_s):.2f}",
-             "yes" if r.same_result else "NO", short(r.service_result, 50)] for r in results]
+             f"{_ms(r.service_after_rest_s):.1f} / {_ms(r.in_process_after_rest_s):.1f}",
+             "yes" if r.same_result else "NO", short(r.service_result, 44)] for r in results]
     return table(["task", "service - in-process ms", "outside slot ms", "slot - in-process ms",
-                  "node compute median ms", "decode median ms", "queue median ms", "same result", "result"], rows)
+                  "node compute ms", "decode ms", "queue ms", f"after {REST_S * 1000:.0f} ms idle: service / in-process ms",
+                  "same result", "result"], rows)
 
 
 def probe_table(results: Sequence[ProbeResult]) -> str:
@@ -514,8 +531,10 @@ def environment(home: Path, **extra: Any) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class Plan:
-    rounds: dict[str, int]
-    """Timed overhead runs per side, by task."""
+    blocks: dict[str, int]
+    """Overhead blocks per side, by task."""
+    block_runs: dict[str, int]
+    """Timed runs per overhead block, by task."""
     warmup: dict[str, int]
     probe_calls: int
     ratio_node: NodeSpec
@@ -524,12 +543,15 @@ class Plan:
     throughput_clients: tuple[int, ...]
 
 
+BLOCK_RUNS = {"classify": 10, "faces": 4, "ocr": 2}
+
+
 def plan_from(args: argparse.Namespace) -> Plan:
     ratio_node, throughput_node = NodeSpec(1, CPU_THREADS), NodeSpec(2, 1)
     if args.quick:
-        return Plan({"classify": 40, "faces": 15, "ocr": 3}, {"classify": 5, "faces": 3, "ocr": 1}, 40,
+        return Plan({"classify": 6, "faces": 4, "ocr": 2}, BLOCK_RUNS, {"classify": 10, "faces": 3, "ocr": 1}, 40,
                     ratio_node, throughput_node, args.throughput_seconds or 4.0, (1, 2, 4))
-    return Plan({"classify": 200, "faces": 80, "ocr": 12}, {"classify": 20, "faces": 5, "ocr": 2}, 200,
+    return Plan({"classify": 30, "faces": 24, "ocr": 8}, BLOCK_RUNS, {"classify": 20, "faces": 5, "ocr": 2}, 200,
                 ratio_node, throughput_node, args.throughput_seconds or 10.0, (1, 2, 4))
 
 
@@ -544,7 +566,8 @@ class Results:
 async def overhead(plan: Plan, client: Client, local: InProcess, images: dict[str, TestImage],
                    results: Results) -> None:
     for task in TASKS:
-        result = await measure_ratio(client, local, images[task], plan.rounds[task], plan.warmup[task])
+        result = await measure_ratio(client, local, images[task], plan.blocks[task], plan.block_runs[task],
+                                     plan.warmup[task])
         results.ratio.append(result)
         emit(f"- {task}: {len(result.service_s)} runs per side, ratio {result.ratio:.3f}")
     emit(f"\n## Overhead: through the node vs the engine in-process (node {plan.ratio_node.label}; "

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
 import grpc
 
 from lanai.mesh.admission import AdmissionController
+from lanai.mesh.load import LoadBoard
 
 
 @dataclass(frozen=True)
@@ -40,3 +41,11 @@ class HostedService(Protocol):
 
     def close(self) -> None:
         """Release the engine (threads, models) once the server has stopped."""
+
+
+def admission_for(service: str, slots: int, max_queue: int, board: LoadBoard, models: Iterable[str],
+                  throughput_unit: str) -> AdmissionController:
+    """A service's admission controller, reporting to the node's load board with its models."""
+    admission = AdmissionController(service, slots, max_queue, on_change=board.changed)
+    board.add(admission, {model: throughput_unit for model in models})
+    return admission

@@ -10,8 +10,8 @@ import grpc
 
 from lanai.api.language.v1 import language_pb2, language_pb2_grpc
 from lanai.mesh import metrics
-from lanai.mesh.admission import AdmissionController, Timing
-from lanai.mesh.hosted import ModelFacts
+from lanai.mesh.admission import Timing
+from lanai.mesh.hosted import ModelFacts, admission_for
 from lanai.mesh.load import LoadBoard
 from lanai.services.language import convert
 from lanai.services.language.engine import LanguageEngine
@@ -33,8 +33,8 @@ class LanguageService:
         cfg = engine.config
         self.engine = engine
         self.board = board
-        self.admission = AdmissionController(self.name, cfg.slots, cfg.max_queue, on_change=board.changed)
-        board.add(self.admission, {m.name: THROUGHPUT_UNIT for m in engine.models})
+        self.admission = admission_for(self.name, cfg.slots, cfg.max_queue, board, (m.name for m in engine.models),
+                                       THROUGHPUT_UNIT)
 
     def models(self) -> Sequence[ModelFacts]:
         return [ModelFacts(m.name, m.name == self.engine.default_model, m.source, m.devices, THROUGHPUT_UNIT)

@@ -11,8 +11,8 @@ import numpy as np
 
 from lanai.api.speech.v1 import speech_pb2, speech_pb2_grpc
 from lanai.mesh import metrics
-from lanai.mesh.admission import AdmissionController, Timing
-from lanai.mesh.hosted import ModelFacts
+from lanai.mesh.admission import Timing
+from lanai.mesh.hosted import ModelFacts, admission_for
 from lanai.mesh.load import LoadBoard
 from lanai.services.errors import InvalidInput
 from lanai.services.speech import convert
@@ -35,8 +35,8 @@ class SpeechService:
         cfg = engine.config
         self.engine = engine
         self.board = board
-        self.admission = AdmissionController(self.name, cfg.slots, cfg.max_queue, on_change=board.changed)
-        board.add(self.admission, {m.name: THROUGHPUT_UNIT for m in engine.models})
+        self.admission = admission_for(self.name, cfg.slots, cfg.max_queue, board, (m.name for m in engine.models),
+                                       THROUGHPUT_UNIT)
 
     def models(self) -> Sequence[ModelFacts]:
         return [ModelFacts(m.name, m.name == self.engine.default_model, m.source, (m.device,), THROUGHPUT_UNIT)

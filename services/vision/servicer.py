@@ -13,8 +13,8 @@ from PIL import Image
 
 from lanai.api.vision.v1 import vision_pb2, vision_pb2_grpc
 from lanai.mesh import metrics
-from lanai.mesh.admission import AdmissionController, Timing
-from lanai.mesh.hosted import ModelFacts
+from lanai.mesh.admission import Timing
+from lanai.mesh.hosted import ModelFacts, admission_for
 from lanai.mesh.load import LoadBoard
 from lanai.services.errors import InvalidInput
 from lanai.services.vision import convert
@@ -36,8 +36,8 @@ class VisionService:
         cfg = engine.config
         self.engine = engine
         self.board = board
-        self.admission = AdmissionController(self.name, cfg.slots, cfg.max_queue, on_change=board.changed)
-        board.add(self.admission, {m.name: THROUGHPUT_UNIT for m in engine.models})
+        self.admission = admission_for(self.name, cfg.slots, cfg.max_queue, board, (m.name for m in engine.models),
+                                       THROUGHPUT_UNIT)
 
     def models(self) -> Sequence[ModelFacts]:
         return [ModelFacts(m.name, self.engine.defaults.get(m.task) == m.name, m.source, m.devices, THROUGHPUT_UNIT)
