@@ -157,6 +157,8 @@ async def _serve(config: NodeConfig, announce: bool) -> int:
     print(f"lanai: {role} {node.node_id} ready on {address} metrics_port={node.metrics_port}", flush=True)
     if announce:
         print(f"  try:  lanai transcribe some.wav --to {address}\n"
+              f"        lanai vision classify photo.jpg --to {address}\n"
+              f"        lanai chat --to {address}\n"
               f"        lanai mesh ls --to {address}\n"
               f"        grpcurl -plaintext {address} list\n  stop: Ctrl-C", flush=True)
     await stop.wait()
