@@ -33,13 +33,19 @@ tasks each use one fixed image:
    the thread pool hop).
 2. Throughput: images per second with 1, 2 and 4 concurrent clients sending back to back for
    a fixed time per cell (10 s; 4 s with --quick), each task in turn, on a node with 2 slots x
-   1 thread (the node's default on 2 cores). Errors are counted apart, by status code; a cell's
-   rate is ok images / time until its last call returned (clients start no call after the
-   window). Also reports latency and the queue_ms/compute_ms the node reported.
+   1 thread (the node's default on 2 cores). Each cell is two half windows, run in the order
+   1 2 4 4 2 1 clients, so noise from other processes hits every level more evenly. Errors are
+   counted apart, by status code; a cell's rate is ok images / time until each window's last
+   call returned (clients start no call after the window). Also reports latency and the
+   queue_ms/compute_ms the node reported.
+
+Every measurement also reports the share of the machine's cores that other processes used
+meanwhile (from /proc: machine busy time, hypervisor steal included, minus this process's and
+the node's): on a shared machine, a result taken while others used much of it is noise.
 
 Prints one markdown table per section and writes every raw number, with the environment, to
 JSON. Needs the models prepared in $LANAI_HOME (`lanai models prepare efficientnet-lite0 mtcnn
-pp-ocrv4`) and scikit-image. On 2 cores the full run takes about 5 minutes, --quick about 1.5.
+pp-ocrv4`) and scikit-image. On 2 idle cores the full run takes about 3 minutes, --quick about 1.
 The node, this client and the in-process engine share the machine's cores: compare numbers
 within one run (ratios, alternated runs), not across machines.
 
@@ -62,7 +68,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -105,7 +111,7 @@ DISTRIBUTIONS = ("lanai", "onnxruntime", "rapidocr-onnxruntime", "opencv-python"
 
 
 @dataclass(frozen=True)
-class TestImage:
+class BenchImage:
     task: str
     name: str
     format: str
@@ -124,7 +130,7 @@ def _encode(pixels: np.ndarray, fmt: str) -> bytes:
     return buffer.getvalue()
 
 
-def make_images() -> dict[str, TestImage]:
+def make_images() -> dict[str, BenchImage]:
     from skimage import data as photos
 
     text = Image.new("RGB", (900, 240), "white")
@@ -132,34 +138,31 @@ def make_images() -> dict[str, TestImage]:
     font = ImageFont.load_default(size=52)
     for i, line in enumerate(OCR_LINES):
         draw.text((30, 30 + 100 * i), line, fill="black", font=font)
-    sources = {"classify": ("coffee", photos.coffee(), "JPEG"), "faces": ("astronaut", photos.astronaut(), "PNG"),
+    coffee, astronaut = photos.coffee(), photos.astronaut()  # type: ignore[no-untyped-call]
+    sources = {"classify": ("coffee", coffee, "JPEG"), "faces": ("astronaut", astronaut, "PNG"),
                "ocr": ("two text lines", np.asarray(text), "PNG")}
-    return {task: TestImage(task, name, fmt, int(pixels.shape[1]), int(pixels.shape[0]), _encode(pixels, fmt))
+    return {task: BenchImage(task, name, fmt, int(pixels.shape[1]), int(pixels.shape[0]), _encode(pixels, fmt))
             for task, (name, pixels, fmt) in sources.items()}
 
 
 # ---------------------------------------------------------------- calls
 
 
-Response = vision_pb2.ClassifyResponse | vision_pb2.DetectFacesResponse | vision_pb2.ReadTextResponse
-
-
 class Client:
     """One request per task, built once, sent through a stub."""
 
-    def __init__(self, stub: vision_pb2_grpc.VisionStub, images: dict[str, TestImage]) -> None:
+    def __init__(self, stub: vision_pb2_grpc.VisionStub, images: dict[str, BenchImage]) -> None:
         self.stub = stub
         self._requests = {task: request_for(task, images[task].encoded) for task in TASKS}
 
-    def call(self, task: str) -> Awaitable[Response]:
+    def call(self, task: str) -> Awaitable[Any]:
+        """The task's call; resolves to its ClassifyResponse, DetectFacesResponse or ReadTextResponse."""
         request = self._requests[task]
-        if task == "classify":
-            return self.stub.Classify(request, timeout=REQUEST_TIMEOUT_S)
-        if task == "faces":
-            return self.stub.DetectFaces(request, timeout=REQUEST_TIMEOUT_S)
-        return self.stub.ReadText(request, timeout=REQUEST_TIMEOUT_S)
+        rpc: Callable[..., Awaitable[Any]] = (self.stub.Classify if task == "classify" else
+                                              self.stub.DetectFaces if task == "faces" else self.stub.ReadText)
+        return rpc(request, timeout=REQUEST_TIMEOUT_S)
 
-    async def timed(self, task: str) -> tuple[float, Response]:
+    async def timed(self, task: str) -> tuple[float, Any]:
         started = time.perf_counter()
         response = await self.call(task)
         return time.perf_counter() - started, response
@@ -228,8 +231,8 @@ class NodeSpec:
 
 
 @contextlib.asynccontextmanager
-async def running_node(home: Path, spec: NodeSpec, log_path: Path) -> AsyncIterator[str]:
-    """A `lanai node` subprocess on 127.0.0.1; yields its address, SIGTERMs it on exit
+async def running_node(home: Path, spec: NodeSpec, log_path: Path) -> AsyncIterator[tuple[str, int]]:
+    """A `lanai node` subprocess on 127.0.0.1; yields its address and pid, SIGTERMs it on exit
     (SIGKILL if it has not stopped STOP_TIMEOUT_S later), also on errors and Ctrl-C."""
     args = [*LANAI, "--log-level", "WARNING", "node", "--services", "vision", "--host", "127.0.0.1",
             "--port", "0", "--metrics-port", "-1", "--home", str(home), "--node-id", "bench-vision",
@@ -240,7 +243,7 @@ async def running_node(home: Path, spec: NodeSpec, log_path: Path) -> AsyncItera
         proc = await asyncio.create_subprocess_exec(*args, stdout=asyncio.subprocess.PIPE, stderr=log)
         try:
             port = await _wait_ready(proc, log_path)
-            yield f"127.0.0.1:{port}"
+            yield f"127.0.0.1:{port}", proc.pid
         finally:
             await _stop(proc)
 
@@ -280,6 +283,43 @@ def _channel(address: str) -> grpc.aio.Channel:
                                                       ("grpc.max_send_message_length", 64 << 20)])
 
 
+class CpuMeter:
+    """How much of the machine other processes took while something ran: CPU time the whole machine
+    was busy (hypervisor steal included) minus that of this process and the node's, over wall time x
+    cores, from /proc (Linux; None elsewhere). 10 ms resolution: meaningful over seconds, not per call."""
+
+    def __init__(self) -> None:
+        self.pids: list[int] = [os.getpid()]
+        self._tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+        self._cpus = os.cpu_count() or 1
+
+    def read(self) -> tuple[float, float, float] | None:
+        """(wall, machine busy, ours) in seconds, or None where /proc cannot tell."""
+        try:
+            with open("/proc/stat") as f:
+                fields = [int(x) for x in f.readline().split()[1:9]]
+            busy = sum(fields) - fields[3] - fields[4]  # all but idle and iowait
+            ours = 0
+            for pid in self.pids:
+                with open(f"/proc/{pid}/stat") as f:
+                    stat = f.read().rsplit(")", 1)[1].split()
+                ours += int(stat[11]) + int(stat[12])  # utime, stime: every thread of the process
+        except (OSError, ValueError, IndexError):
+            return None
+        return time.perf_counter(), busy / self._tick, ours / self._tick
+
+    def others_share(self, since: tuple[float, float, float] | None) -> float | None:
+        """Share of all cores (0-1) that other processes used since `since` (a `read()`)."""
+        now = self.read()
+        if since is None or now is None or now[0] <= since[0]:
+            return None
+        others = (now[1] - since[1]) - (now[2] - since[2])
+        return max(0.0, others) / ((now[0] - since[0]) * self._cpus)
+
+
+METER = CpuMeter()
+
+
 # ---------------------------------------------------------------- 1. overhead
 
 
@@ -299,6 +339,8 @@ class RatioResult:
     service_after_rest_s: list[float] = field(default_factory=list)
     """The untimed first run of each service block, after REST_S idle (not in the ratio)."""
     in_process_after_rest_s: list[float] = field(default_factory=list)
+    others_cpu: float | None = None
+    """Share of the machine's cores other processes used during the timed blocks (see CpuMeter)."""
     ratio: float = 0.0
     target: float | None = None
     passed: bool | None = None
@@ -308,13 +350,13 @@ class RatioResult:
         return self.service_result == self.in_process_result
 
 
-async def measure_ratio(client: Client, local: InProcess, image: TestImage, blocks: int, block_runs: int,
+async def measure_ratio(client: Client, local: InProcess, image: BenchImage, blocks: int, block_runs: int,
                         warmup: int) -> RatioResult:
     """`blocks` blocks per side, alternating ABBA, each REST_S after the previous one and made of one
     run after that rest (kept apart) and `block_runs` timed runs back to back: a client's sequential
     calls, on a node (or engine) that is busy with them, while noise still hits both sides alike."""
     task = image.task
-    warm: Response | None = None
+    warm: Any = None
     local_result: Any = None
     for _ in range(warmup):  # warm-up of both sides, and the results to compare
         await asyncio.sleep(REST_S)
@@ -324,6 +366,7 @@ async def measure_ratio(client: Client, local: InProcess, image: TestImage, bloc
     assert warm is not None
     result = RatioResult(task, image.name, [], [], [], [], [], summary(task, response_items(task, warm)),
                          summary(task, local_result))
+    since = METER.read()
     for i in range(blocks):
         for side in (("service", "local") if i % 2 == 0 else ("local", "service")):  # ABBA: cancels drift
             await asyncio.sleep(REST_S)
@@ -340,6 +383,7 @@ async def measure_ratio(client: Client, local: InProcess, image: TestImage, bloc
                     seconds, decode_s, _ = local.run(task, image.encoded)
                     result.in_process_s.append(seconds)
                     result.in_process_decode_s.append(decode_s)
+    result.others_cpu = METER.others_share(since)
     result.ratio = statistics.median(result.service_s) / statistics.median(result.in_process_s)
     result.target = RATIO_TARGETS[task]
     if result.target is not None:
@@ -356,26 +400,25 @@ class ProbeResult:
 
 
 def probe_calls(stub: vision_pb2_grpc.VisionStub,
-                images: dict[str, TestImage]) -> list[tuple[ProbeResult, Callable[[], Awaitable[Any]]]]:
+                images: dict[str, BenchImage]) -> list[tuple[ProbeResult, Callable[[], Awaitable[Any]]]]:
     """Calls the node refuses with INVALID_ARGUMENT before any inference (see the docstring)."""
     too_big = 10 ** 6  # max_side over the node's limit: refused on the event loop, before admission
     rpcs = {"classify": stub.Classify, "faces": stub.DetectFaces, "ocr": stub.ReadText}
-    probes: list[tuple[ProbeResult, Callable[[], Awaitable[Any]]]] = [
-        (ProbeResult("no image", "event loop", 0),
-         lambda: stub.Classify(request_for("classify", b"", too_big), timeout=REQUEST_TIMEOUT_S))]
+
+    def call(task: str, request: Any) -> Callable[[], Awaitable[Any]]:
+        rpc = rpcs[task]
+        return lambda: rpc(request, timeout=REQUEST_TIMEOUT_S)
+
+    probes = [(ProbeResult("no image", "event loop", 0), call("classify", request_for("classify", b"", too_big)))]
     for task in TASKS:
         image = images[task]
-        request = request_for(task, image.encoded, too_big)
         probes.append((ProbeResult(f"{task} image ({image.format}, {image.kib:.0f} KiB)", "event loop",
-                                   len(image.encoded)),
-                       lambda rpc=rpcs[task], request=request: rpc(request, timeout=REQUEST_TIMEOUT_S)))
-    empty = request_for("classify", b"")
-    probes.append((ProbeResult("empty image", "slot (decoder)", 0),
-                   lambda: stub.Classify(empty, timeout=REQUEST_TIMEOUT_S)))
+                                   len(image.encoded)), call(task, request_for(task, image.encoded, too_big))))
+    probes.append((ProbeResult("empty image", "slot (decoder)", 0), call("classify", request_for("classify", b""))))
     return probes
 
 
-async def measure_probes(stub: vision_pb2_grpc.VisionStub, images: dict[str, TestImage],
+async def measure_probes(stub: vision_pb2_grpc.VisionStub, images: dict[str, BenchImage],
                          calls: int) -> list[ProbeResult]:
     probes = probe_calls(stub, images)
 
@@ -406,22 +449,45 @@ class ThroughputResult:
     task: str
     clients: int
     window_s: float
+    """Seconds in which clients start calls, summed over the cell's windows."""
     ok: int
     errors: dict[str, int]
     elapsed_s: float
-    """From the start until the last call returned (clients start no call after window_s)."""
+    """From each window's start until its last call returned (clients start no call after the window),
+    summed over the cell's windows."""
     images_per_s: float
     latencies_s: list[float]
     queue_s: list[float]
     compute_s: list[float]
+    windows: list[tuple[float, int]] = field(default_factory=list)
+    """(elapsed_s, ok) of each window, in the order run."""
+    others_cpu: float | None = None
+    """Share of the machine's cores other processes used meanwhile (see CpuMeter)."""
+
+
+def merged(parts: Sequence[ThroughputResult]) -> ThroughputResult:
+    """One cell from its windows."""
+    errors: dict[str, int] = {}
+    for part in parts:
+        for code, n in part.errors.items():
+            errors[code] = errors.get(code, 0) + n
+    ok, elapsed = sum(p.ok for p in parts), sum(p.elapsed_s for p in parts)
+    shares = [(p.others_cpu, p.elapsed_s) for p in parts if p.others_cpu is not None]
+    others = sum(x * w for x, w in shares) / sum(w for _, w in shares) if shares else None
+    return ThroughputResult(parts[0].node, parts[0].task, parts[0].clients, sum(p.window_s for p in parts), ok,
+                            errors, elapsed, ok / elapsed, [x for p in parts for x in p.latencies_s],
+                            [x for p in parts for x in p.queue_s], [x for p in parts for x in p.compute_s],
+                            [(p.elapsed_s, p.ok) for p in parts], others)
 
 
 async def measure_throughput(client: Client, task: str, node: str, clients: int,
                              window_s: float) -> ThroughputResult:
+    """One window: `clients` concurrent callers sending the task's image back to back."""
     latencies: list[float] = []
     queue: list[float] = []
     compute: list[float] = []
     errors: dict[str, int] = {}
+    since = METER.read()
     started = time.perf_counter()
     deadline = started + window_s
 
@@ -440,7 +506,7 @@ async def measure_throughput(client: Client, task: str, node: str, clients: int,
     await asyncio.gather(*(one_client() for _ in range(clients)))
     elapsed = time.perf_counter() - started
     return ThroughputResult(node, task, clients, window_s, len(latencies), errors, elapsed,
-                            len(latencies) / elapsed, latencies, queue, compute)
+                            len(latencies) / elapsed, latencies, queue, compute, others_cpu=METER.others_share(since))
 
 
 # ---------------------------------------------------------------- reporting
@@ -458,7 +524,7 @@ def _verdict(passed: bool | None) -> str:
     return "-" if passed is None else ("PASS" if passed else "FAIL")
 
 
-def images_table(images: dict[str, TestImage]) -> str:
+def images_table(images: dict[str, BenchImage]) -> str:
     return table(["task", "image", "format", "pixels", "KiB"],
                  [[i.task, i.name, i.format, f"{i.width}x{i.height}", f"{i.kib:.1f}"] for i in images.values()])
 
@@ -471,9 +537,24 @@ def outside_slot_ms(r: RatioResult) -> float:
 def ratio_table(results: Sequence[RatioResult]) -> str:
     rows = [[r.task, len(r.service_s), f"{_ms(r.service_s):.1f}", f"{_ms(r.service_s, 90):.1f}",
              f"{_ms(r.in_process_s):.1f}", f"{_ms(r.in_process_s, 90):.1f}", f"{r.ratio:.3f}",
-             _opt(r.target, "<= {:.2f}"), _verdict(r.passed)] for r in results]
+             _opt(r.target, "<= {:.2f}"), _verdict(r.passed), _percent(r.others_cpu)] for r in results]
     return table(["task", "runs", "service median ms", "service p90 ms", "in-process median ms",
-                  "in-process p90 ms", "ratio", "target", "verdict"], rows)
+                  "in-process p90 ms", "ratio", "target", "verdict", "other processes' CPU"], rows)
+
+
+BUSY_WARNING = 0.1
+"""Share of the cores used by other processes above which a section gets a warning."""
+
+
+def busy_note(shares: Iterable[float | None]) -> None:
+    worst = max((x for x in shares if x is not None), default=None)
+    if worst is not None and worst > BUSY_WARNING:
+        emit(f"\nWARNING: other processes used up to {100 * worst:.0f}% of the CPUs during these measurements; "
+             "the numbers above say more about them than about lanai: rerun on an idle machine.")
+
+
+def _percent(share: float | None) -> str:
+    return "-" if share is None else f"{100 * share:.0f}%"
 
 
 def split_table(results: Sequence[RatioResult]) -> str:
@@ -483,8 +564,8 @@ def split_table(results: Sequence[RatioResult]) -> str:
              f"{_ms(r.service_after_rest_s):.1f} / {_ms(r.in_process_after_rest_s):.1f}",
              "yes" if r.same_result else "NO", short(r.service_result, 44)] for r in results]
     return table(["task", "service - in-process ms", "outside slot ms", "slot - in-process ms",
-                  "node compute ms", "decode ms", "queue ms", f"after {REST_S * 1000:.0f} ms idle: service / in-process ms",
-                  "same result", "result"], rows)
+                  "node compute ms", "decode ms", "queue ms", "after idle: service / in-process ms", "same result",
+                  "result"], rows)
 
 
 def probe_table(results: Sequence[ProbeResult]) -> str:
@@ -497,11 +578,13 @@ def throughput_table(results: Sequence[ThroughputResult]) -> str:
     base = {r.task: r.images_per_s for r in results if r.clients == 1}
     rows = [[r.task, r.clients, r.ok, sum(r.errors.values()), f"{r.elapsed_s:.1f}", f"{r.images_per_s:.1f}",
              _opt(r.images_per_s / base[r.task] if base.get(r.task) else None, "{:.2f}"),
-             _opt(_ms(r.latencies_s) if r.latencies_s else None), _opt(_ms(r.latencies_s, 90) if r.latencies_s else None),
-             _opt(_ms(r.queue_s) if r.queue_s else None), _opt(_ms(r.compute_s) if r.compute_s else None)]
+             _opt(_ms(r.latencies_s) if r.latencies_s else None),
+             _opt(_ms(r.latencies_s, 90) if r.latencies_s else None),
+             _opt(_ms(r.queue_s) if r.queue_s else None), _opt(_ms(r.compute_s) if r.compute_s else None),
+             _percent(r.others_cpu)]
             for r in results]
     return table(["task", "clients", "ok", "errors", "elapsed s", "images/s", "x 1 client", "latency median ms",
-                  "latency p90 ms", "queue median ms", "compute median ms"], rows)
+                  "latency p90 ms", "queue median ms", "compute median ms", "other processes' CPU"], rows)
 
 
 def environment(home: Path, **extra: Any) -> dict[str, Any]:
@@ -563,7 +646,7 @@ class Results:
     node_start_s: dict[str, float] = field(default_factory=dict)
 
 
-async def overhead(plan: Plan, client: Client, local: InProcess, images: dict[str, TestImage],
+async def overhead(plan: Plan, client: Client, local: InProcess, images: dict[str, BenchImage],
                    results: Results) -> None:
     for task in TASKS:
         result = await measure_ratio(client, local, images[task], plan.blocks[task], plan.block_runs[task],
@@ -573,6 +656,7 @@ async def overhead(plan: Plan, client: Client, local: InProcess, images: dict[st
     emit(f"\n## Overhead: through the node vs the engine in-process (node {plan.ratio_node.label}; "
          f"in-process {CPU_THREADS} threads; one client, sequential)\n")
     emit(ratio_table(results.ratio))
+    busy_note(r.others_cpu for r in results.ratio)
     emit("\n### Where the difference is (medians)\n")
     emit(split_table(results.ratio))
     results.probes = await measure_probes(client.stub, images, plan.probe_calls)
@@ -586,18 +670,29 @@ async def throughput(plan: Plan, client: Client, results: Results) -> None:
     for task in TASKS:
         for _ in range(2):  # warm both slots on this task
             await asyncio.gather(client.call(task), client.call(task))
-        for clients in plan.throughput_clients:
-            cell = await measure_throughput(client, task, spec.label, clients, plan.throughput_window_s)
+        windows: list[ThroughputResult] = []
+        levels = plan.throughput_clients
+        for clients in (*levels, *reversed(levels)):  # two half windows per cell, 1 2 4 4 2 1: a burst of
+            windows.append(await measure_throughput(  # noise from elsewhere hits every level more evenly
+                client, task, spec.label, clients, plan.throughput_window_s / 2))
+        for clients in levels:
+            cell = merged([w for w in windows if w.clients == clients])
             cells.append(cell)
-            emit(f"- {task}, {clients} client(s): {cell.images_per_s:.1f} images/s, "
+            emit(f"- {task}, {clients} client(s): {cell.images_per_s:.1f} images/s "
+                 f"(windows: {', '.join(f'{ok / s:.1f}' for s, ok in cell.windows)}), "
                  f"{sum(cell.errors.values())} error(s)")
     results.throughput = cells
     emit(f"\n## Throughput, {plan.throughput_window_s:.0f} s per cell (node {spec.label})\n")
     emit(throughput_table(cells))
+    busy_note(r.others_cpu for r in cells)
 
 
 async def run(plan: Plan, home: Path, out: Path) -> None:
     started = time.perf_counter()
+    main_task = asyncio.current_task()
+    assert main_task is not None
+    # SIGTERM ends the run like Ctrl-C does: cancelled, so every node is stopped on the way out.
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, main_task.cancel)
     local = InProcess(home, CPU_THREADS)  # fails early, with the fix, if a model is not prepared
     images = make_images()
     env = environment(home, cpu_threads_in_process=CPU_THREADS, top_k=TOP_K,
@@ -610,7 +705,8 @@ async def run(plan: Plan, home: Path, out: Path) -> None:
             emit(f"\nstarting a node with {spec.label} for the {measure} ...")
             launched = time.perf_counter()
             log_path = Path(tmp) / f"node-{spec.slots}x{spec.threads}.log"
-            async with running_node(home, spec, log_path) as address, _channel(address) as channel:
+            async with running_node(home, spec, log_path) as (address, pid), _channel(address) as channel:
+                METER.pids[1:] = [pid]
                 await asyncio.wait_for(channel.channel_ready(), 30)
                 results.node_start_s[spec.label] = time.perf_counter() - launched
                 client = Client(vision_pb2_grpc.VisionStub(channel), images)
@@ -620,7 +716,7 @@ async def run(plan: Plan, home: Path, out: Path) -> None:
                     await throughput(plan, client, results)
     total = time.perf_counter() - started
     report = {
-        "environment": env, "plan": asdict(plan), "total_s": total,
+        "environment": env, "load_average_at_end": os.getloadavg(), "plan": asdict(plan), "total_s": total,
         "images": [{k: v for k, v in asdict(i).items() if k != "encoded"} | {"bytes": len(i.encoded)}
                    for i in images.values()],
         "summary": {
@@ -628,16 +724,22 @@ async def run(plan: Plan, home: Path, out: Path) -> None:
                                "in_process_median_ms": _ms(r.in_process_s),
                                "in_process_p90_ms": _ms(r.in_process_s, 90), "ratio": r.ratio, "target": r.target,
                                "passed": r.passed, "outside_slot_median_ms": outside_slot_ms(r),
-                               "same_result": r.same_result} for r in results.ratio},
+                               "same_result": r.same_result, "others_cpu": r.others_cpu} for r in results.ratio},
             "probes_median_ms": {r.probe: _ms(r.seconds) for r in results.probes},
             "throughput_images_per_s": [{"task": r.task, "clients": r.clients, "images_per_s": r.images_per_s,
-                                         "errors": r.errors} for r in results.throughput],
+                                         "errors": r.errors, "others_cpu": r.others_cpu}
+                                        for r in results.throughput],
         },
         "results": asdict(results),
     }
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(_rounded(report), indent=1) + "\n")
-    emit(f"\ntotal {total:.0f} s; raw numbers: {out}")
+    emit(f"\ntotal {total:.0f} s; load average at start {_loads(env['load_average_at_start'])}, at end "
+         f"{_loads(os.getloadavg())}; raw numbers: {out}")
+
+
+def _loads(values: Sequence[float]) -> str:
+    return " ".join(f"{x:.2f}" for x in values)
 
 
 def _rounded(value: Any) -> Any:
@@ -666,8 +768,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (RuntimeError, OSError, subprocess.SubprocessError, grpc.aio.AioRpcError, LanaiError) as exc:
         print(f"bench/vision.py: {exc}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        print("bench/vision.py: interrupted", file=sys.stderr)
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        print("bench/vision.py: interrupted; no results written", file=sys.stderr)
         return 130
     return 0
 
