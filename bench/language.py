@@ -33,7 +33,7 @@ number, with the environment, to JSON. Needs the model prepared in $LANAI_HOME
 
 Run:  LANAI_HOME=/path/to/home python bench/language.py [--quick] [--out bench/results/language.json]
                                                        [--model smollm2-135m] [--tokens 128] [--repeat 5]
-                                                       [--rounds 2] [--no-blas-off]
+                                                       [--rounds 2] [--no-blas-off] [--openblas-threads N]
 """
 
 from __future__ import annotations
@@ -112,11 +112,14 @@ async def running_node(home: Path, model: str, spec: NodeSpec, log_path: Path) -
     with log_path.open("wb") as log:
         proc = await asyncio.create_subprocess_exec(*args, stdout=asyncio.subprocess.PIPE, stderr=log,
                                                     env={**os.environ, "HF_HUB_OFFLINE": "1"})
+        METER.pids.append(proc.pid)
+        METER.node_pid = proc.pid
         try:
             port = await _wait_ready(proc, log_path)
             yield f"127.0.0.1:{port}"
         finally:
             await _stop(proc)
+            METER.pids.remove(proc.pid)
 
 
 async def _wait_ready(proc: asyncio.subprocess.Process, log_path: Path) -> int:
@@ -144,6 +147,46 @@ async def _stop(proc: asyncio.subprocess.Process) -> None:
         except TimeoutError:
             proc.kill()
             await proc.wait()
+
+
+class CpuMeter:
+    """CPU time taken on this machine by processes other than this one and the node (and by the
+    hypervisor: steal), in cores, over an interval: how disturbed a measurement was."""
+
+    def __init__(self) -> None:
+        self.pids: list[int] = [os.getpid()]
+        self.node_pid = 0
+        self._hz = os.sysconf("SC_CLK_TCK")
+
+    def read(self) -> tuple[float, int, dict[int, int]]:
+        try:
+            with open("/proc/stat") as f:
+                user, nice, system, idle, iowait, irq, softirq, steal = map(int, f.readline().split()[1:9])
+            ours = {pid: self._ticks(pid) for pid in self.pids}
+        except (OSError, ValueError):
+            return time.perf_counter(), 0, {}
+        return time.perf_counter(), user + nice + system + irq + softirq + steal, ours
+
+    def others_cores(self, start: tuple[float, int, dict[int, int]]) -> float:
+        end = self.read()
+        ours = sum(end[2].get(pid, 0) - ticks for pid, ticks in start[2].items())
+        return max(0.0, ((end[1] - start[1]) - ours) / self._hz / max(end[0] - start[0], 1e-9))
+
+    def cpu_s(self, start: tuple[float, int, dict[int, int]], pid: int) -> float:
+        """CPU seconds process `pid` (one of ours) used since `start`."""
+        try:
+            return (self._ticks(pid) - start[2][pid]) / self._hz
+        except (OSError, ValueError, KeyError):
+            return 0.0
+
+    @staticmethod
+    def _ticks(pid: int) -> int:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return int(fields[11]) + int(fields[12])  # utime, stime of all its threads
+
+
+METER = CpuMeter()
 
 
 def _channel(address: str) -> grpc.aio.Channel:
@@ -177,6 +220,10 @@ class Run:
     server_tps: float | None = None
     """usage.tokens_per_second: the engine's decode rate after the first token."""
     prompt_tokens: int = 0
+    others_cores: float = 0.0
+    """CPU taken by other processes while it ran (CpuMeter), in cores; 0 on a quiet machine."""
+    cpu_s: float = 0.0
+    """CPU seconds of the process that generated (service: the node; in-process: this one)."""
     text: str = field(default="", repr=False)
 
     @property
@@ -195,6 +242,7 @@ async def service_run(stub: language_pb2_grpc.LanguageStub, prompt: str, max_tok
                       t0: float | None = None) -> Run:
     """One GenerateStream; times relative to `t0` (default: just before the call)."""
     request = _request(prompt, max_tokens)
+    meter = METER.read()
     sent = time.perf_counter()
     t0 = sent if t0 is None else t0
     first: float | None = None
@@ -212,7 +260,9 @@ async def service_run(stub: language_pb2_grpc.LanguageStub, prompt: str, max_tok
     u = last.usage
     return Run("service", prompt, u.completion_tokens, language_pb2.FinishReason.Name(last.finish_reason),
                (first if first is not None else end) - t0, end - t0, server_ttft_ms=u.time_to_first_token_ms,
-               server_tps=u.tokens_per_second, prompt_tokens=u.prompt_tokens, text="".join(parts))
+               server_tps=u.tokens_per_second, prompt_tokens=u.prompt_tokens, others_cores=METER.others_cores(meter),
+               cpu_s=METER.cpu_s(meter, METER.node_pid),
+               text="".join(parts))
 
 
 class InProcess:
@@ -234,6 +284,7 @@ class InProcess:
 
         mx = self.mx
         tokens = self.encode(prompt)
+        meter = METER.read()
         started = time.perf_counter()
         first = first_text = None
         parts: list[str] = []
@@ -251,6 +302,7 @@ class InProcess:
                                                                                          str(response.finish_reason))
         return Run("in-process", prompt, response.generation_tokens, finish, first - started, end - started,
                    first_text_s=None if first_text is None else first_text - started, prompt_tokens=len(tokens),
+                   others_cores=METER.others_cores(meter), cpu_s=METER.cpu_s(meter, os.getpid()),
                    text="".join(parts))
 
 
@@ -309,6 +361,7 @@ class Level:
     elapsed_s: float
     """First request sent -> last stream finished."""
     runs: list[Run]
+    others_cores: float = 0.0
 
     @property
     def tokens(self) -> int:
@@ -325,17 +378,18 @@ class Level:
     def as_dict(self) -> dict[str, Any]:
         return {"node": self.node, "blas": self.blas, "streams": self.streams, "round": self.round,
                 "max_tokens": self.max_tokens, "elapsed_s": self.elapsed_s, "tokens": self.tokens,
-                "aggregate_tps": self.aggregate_tps, "all_full": self.all_full,
+                "aggregate_tps": self.aggregate_tps, "all_full": self.all_full, "others_cores": self.others_cores,
                 "runs": [r.as_dict() for r in self.runs]}
 
 
 async def measure_level(stub: language_pb2_grpc.LanguageStub, spec: NodeSpec, streams: int, round_: int,
                         max_tokens: int) -> Level:
+    meter = METER.read()
     t0 = time.perf_counter()
     runs = await asyncio.gather(*(service_run(stub, PROMPTS[i % len(PROMPTS)], max_tokens, t0)
                                   for i in range(streams)))
     elapsed = time.perf_counter() - t0
-    return Level(spec.label, spec.blas, streams, round_, max_tokens, elapsed, list(runs))
+    return Level(spec.label, spec.blas, streams, round_, max_tokens, elapsed, list(runs), METER.others_cores(meter))
 
 
 async def measure_levels(stub: language_pb2_grpc.LanguageStub, spec: NodeSpec, levels: Sequence[int],
@@ -378,11 +432,13 @@ def single_table(r: SingleResult) -> str:
                 f"{max(x.decode_tps for x in runs):.2f}", f"{_median(x.e2e_tps for x in runs):.2f}",
                 _opt(_median(x.server_ttft_ms or 0 for x in runs) if server else None),
                 _opt(_median(x.server_tps or 0 for x in runs) if server else None, "{:.2f}"),
-                f"{_median(x.completion_tokens for x in runs):.0f}"]
+                f"{_median(x.completion_tokens for x in runs):.0f}",
+                f"{_median(1000 * x.cpu_s / max(x.completion_tokens, 1) for x in runs):.1f}",
+                f"{_median(x.others_cores for x in runs):.2f} / {max(x.others_cores for x in runs):.2f}"]
 
     return table(["side", "runs", "TTFT median ms", "TTFT p90 ms", "decode tok/s median", "decode min",
                   "decode max", "end-to-end tok/s median", "node-reported TTFT ms", "node-reported decode tok/s",
-                  "tokens"], [row("service", r.service), row("in-process", r.in_process)])
+                  "tokens", "CPU ms per token", "others' CPU cores median / max"], [row("service", r.service), row("in-process", r.in_process)])
 
 
 def single_summary(r: SingleResult) -> str:
@@ -427,10 +483,11 @@ def levels_table(levels: Sequence[Level]) -> tuple[str, bool | None]:
                      f"{1000 * _median(r.ttft_s for r in runs):.0f}", f"{1000 * max(r.ttft_s for r in runs):.0f}",
                      f"{_median(x.elapsed_s for x in group):.1f}",
                      "yes" if all(x.all_full for x in group) else "NO",
+                     " / ".join(f"{x.others_cores:.2f}" for x in group),
                      f">= {BATCH_TARGET:.1f}x: {_verdict(target)}" if n == BATCH_TARGET_STREAMS else "-"])
     return table(["streams", "rounds", "tokens/stream", "aggregate tok/s (median)", "each round",
                   "x 1 stream", "per-stream decode tok/s", "node-reported decode tok/s", "TTFT median ms",
-                  "TTFT max ms", "elapsed s", "all max_tokens", "target"], rows), passed
+                  "TTFT max ms", "elapsed s", "all max_tokens", "others' CPU cores", "target"], rows), passed
 
 
 def blas_table(fast: Sequence[Level], slow: Sequence[Level]) -> str:
@@ -443,6 +500,18 @@ def blas_table(fast: Sequence[Level], slow: Sequence[Level]) -> str:
         rows.append([n, f"{a:.2f}", f"{b:.2f}", f"{a / b:.2f}", f"{1000 * ta:.0f}", f"{1000 * tb:.0f}"])
     return table(["streams", "OpenBLAS aggregate tok/s", "bundled BLAS aggregate tok/s", "OpenBLAS / bundled",
                   "OpenBLAS TTFT median ms", "bundled TTFT median ms"], rows)
+
+
+DISTURBED_CORES = 0.25
+"""Other processes taking more CPU than this during a measurement: its numbers are suspect."""
+
+
+def disturbance(runs: Sequence[Run] = (), levels: Sequence[Level] = ()) -> str:
+    worst = max([x.others_cores for x in runs] + [x.others_cores for x in levels], default=0.0)
+    if worst <= DISTURBED_CORES:
+        return f"quiet: other processes took at most {worst:.2f} cores during these measurements"
+    return (f"DISTURBED: other processes took up to {worst:.2f} cores of {os.cpu_count()} during these "
+            "measurements (see the others' CPU column); re-run when the machine is idle")
 
 
 def _blas_in_this_process() -> list[str]:
@@ -512,6 +581,7 @@ async def run(plan: Plan, home: Path, out: Path, preloaded: str | None) -> None:
                  f"({plan.single_tokens} tokens, prompt {PROMPTS[0]!r}, {plan.repeat} runs per side, ABBA)\n")
             emit(single_table(single))
             emit("\n" + single_summary(single))
+            emit(disturbance(single.service + single.in_process))
             emit(f"\ntext: {short(single.service[0].text.replace(chr(10), ' '), 100)}")
             del local
             fast_levels = await measure_levels(stub, fast, plan.levels, plan.rounds, plan.level_tokens)
@@ -521,6 +591,7 @@ async def run(plan: Plan, home: Path, out: Path, preloaded: str | None) -> None:
             emit(f"\n## 2. Aggregate throughput, concurrent streams (node {fast.label}, "
                  f"{plan.level_tokens} tokens per stream)\n")
             emit(text)
+            emit("\n" + disturbance(levels=fast_levels))
         if plan.blas_off_levels:
             log_path = workdir / "node-bundled.log"
             started = time.perf_counter()
@@ -534,6 +605,7 @@ async def run(plan: Plan, home: Path, out: Path, preloaded: str | None) -> None:
             emit(f"\n## 3. The same without the BLAS fix (node {slow.label}: --language-blas off, "
                  f"{plan.blas_off_tokens} tokens per stream)\n")
             emit(levels_table(slow_levels)[0])
+            emit("\n" + disturbance(levels=slow_levels))
             emit("\n" + blas_table(fast_levels, slow_levels))
     report["load_average_at_end"] = os.getloadavg()
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -549,12 +621,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--repeat", type=int, default=0, help="single-stream runs per side (default 5; --quick 2)")
     p.add_argument("--rounds", type=int, default=0, help="rounds per concurrency level (default 2; --quick 1)")
     p.add_argument("--no-blas-off", action="store_true", help="skip the node with --language-blas off")
+    p.add_argument("--openblas-threads", type=int, default=0,
+                   help="set OPENBLAS_NUM_THREADS for the nodes and the in-process baseline (default: unset, "
+                        "OpenBLAS uses every core)")
     p.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results" / "language.json",
                    help="JSON file for the raw numbers (default bench/results/language.json)")
     p.add_argument("--quick", action="store_true", help="short generations, fewer runs: a smoke test")
     args = p.parse_args(argv)
-    if args.tokens < 0 or args.repeat < 0 or args.rounds < 0:
-        p.error("--tokens, --repeat and --rounds must not be negative (0: the default)")
+    if args.tokens < 0 or args.repeat < 0 or args.rounds < 0 or args.openblas_threads < 0:
+        p.error("--tokens, --repeat, --rounds and --openblas-threads must not be negative (0: the default)")
+    if args.openblas_threads > 0:  # read when OpenBLAS loads; the nodes inherit the environment
+        os.environ["OPENBLAS_NUM_THREADS"] = str(args.openblas_threads)
     # The in-process baseline must use OpenBLAS like the node: load it before anything imports mlx.
     preloaded = blas.preload("auto")
     home = model_cache.default_home()
