@@ -503,11 +503,18 @@ def test_build_steps_succeed_on_the_copied_files(tmp_path: Path) -> None:
                          timeout=60, check=False, env={**os.environ, "LANAI_HOME": str(home), "HF_HUB_OFFLINE": "1"})
     assert run.returncode == 0, run.stdout + run.stderr
     # Everything the image serves is prepared: the default CMD's model and every model in compose.
-    served = {parse(exec_form("CMD")).speech_models.split(",")[0]}
+    def models_of(args: argparse.Namespace) -> set[str]:
+        services = args.services.split(",")
+        return {name for service in ("speech", "vision", "language") if service in services
+                for name in getattr(args, f"{service}_models").split(",")}
+
+    served = models_of(parse(exec_form("CMD")))
+    assert {"base", "efficientnet-lite0", "mtcnn", "pp-ocrv4", "smollm2-135m"} <= served
     if shutil.which("docker-compose"):
         for variant in VARIANTS:
             for service in lanai_services(variant).values():
-                served |= set(parse(command(service)).speech_models.split(","))
+                if parse(command(service)).command == "node":
+                    served |= models_of(parse(command(service)))
     for name in served:
         model = models.embedded(name)
         assert model is not None and models.prepared(home, model), f"{name} is not prepared at build time"
