@@ -47,7 +47,7 @@ class _Request:
 
     tokens: list[int]
     sampling: Sampling
-    emit: Callable[[Chunk], object]
+    emit: Callable[[Chunk | Exception], object]
     detokenizer: Any
     stops: StopScanner
     submitted: float = field(default_factory=time.perf_counter)
@@ -62,7 +62,6 @@ class _Model:
     def __init__(self, resolved: ResolvedModel, config: LanguageConfig) -> None:
         import mlx.core as mx
         from mlx_lm import load
-        from mlx_lm.generate import BatchGenerator
 
         if config.device == "cpu" or (config.device == "auto" and not _apple_silicon()):
             mx.set_default_device(mx.cpu)
@@ -70,11 +69,26 @@ class _Model:
         loaded: Any = load(str(resolved.path), return_config=True)
         self.model, self.tokenizer, model_config = loaded
         self.context_length = int(model_config.get("max_position_embeddings") or 2048)
-        self.batch: Any = BatchGenerator(self.model, stop_tokens=[[t] for t in sorted(self.tokenizer.eos_token_ids)],
-                                    completion_batch_size=config.slots, prefill_batch_size=config.slots,
-                                    prefill_step_size=PREFILL_CHUNK)  # on mlx-lm's thread-local stream
+        self.slots = config.slots
+        self.batch: Any = self._new_batch()
         self.device = str(mx.default_device()).removeprefix("Device(").removesuffix(")").split(",")[0]
         self.active: dict[int, _Request] = {}
+
+    def _new_batch(self) -> Any:
+        from mlx_lm.generate import BatchGenerator
+
+        return BatchGenerator(  # on mlx-lm's thread-local stream
+            self.model, stop_tokens=[[t] for t in sorted(self.tokenizer.eos_token_ids)],
+            completion_batch_size=self.slots, prefill_batch_size=self.slots, prefill_step_size=PREFILL_CHUNK)
+
+    def reset(self, error: Exception) -> None:
+        """A step failed: fail every request in the batch and start an empty one (the node stays up)."""
+        log.error("language: a generation step failed; failing %d request(s)", len(self.active), exc_info=error)
+        for request in self.active.values():
+            request.emit(error)
+        self.active.clear()
+        self.batch.close()
+        self.batch = self._new_batch()
 
     def close(self) -> None:
         self.batch.close()
@@ -132,7 +146,7 @@ class LanguageEngine:
         if self._closing:
             raise Unavailable("the language service is shutting down; send the request to another node")
         loop = asyncio.get_running_loop()
-        chunks: asyncio.Queue[Chunk] = asyncio.Queue()
+        chunks: asyncio.Queue[Chunk | Exception] = asyncio.Queue()
         target = self._models[model]
         room = target.context_length - len(tokens)
         request = _Request(tokens, dataclasses.replace(sampling, max_tokens=min(sampling.max_tokens, room)),
@@ -143,6 +157,9 @@ class LanguageEngine:
         try:
             while not finished:
                 chunk = await chunks.get()
+                if isinstance(chunk, Exception):
+                    finished = True
+                    raise RuntimeError(f"generation failed on this node: {chunk}") from chunk
                 finished = chunk.usage is not None
                 yield chunk
         finally:
@@ -191,7 +208,10 @@ class LanguageEngine:
                     command = None
             for target in self._models.values():
                 if target.active:
-                    self._step(target)
+                    try:
+                        self._step(target)
+                    except Exception as exc:  # noqa: BLE001 - reported to the requests it broke
+                        target.reset(exc)
         for target in self._models.values():
             for request in list(target.active.values()):
                 self._finish(target, request, FINISH_CANCELLED)
@@ -204,8 +224,13 @@ class LanguageEngine:
             self._finish(target, request, FINISH_LENGTH)
             return
         s = request.sampling
-        (request.uid,) = target.batch.insert([request.tokens], max_tokens=[s.max_tokens], samplers=[sampler(s)],
-                                             logits_processors=[logits_processors(s)])
+        try:  # the batch generator validates before it changes any state
+            (request.uid,) = target.batch.insert([request.tokens], max_tokens=[s.max_tokens], samplers=[sampler(s)],
+                                                 logits_processors=[logits_processors(s)])
+        except Exception as exc:  # noqa: BLE001 - reported to the request
+            log.exception("language: could not start a generation")
+            request.emit(exc)
+            return
         target.active[request.uid] = request
 
     def _cancel(self, target: _Model, request: _Request) -> None:
