@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
@@ -61,7 +62,8 @@ class LanguageService:
         cfg = self.engine.config
         model = self.engine.resolve(request.model)
         sampling = convert.sampling(request.sampling, cfg.default_max_tokens, cfg.max_tokens_limit)
-        tokens = self.engine.encode(model, convert.prompt(request))
+        # off the event loop: a prompt may be megabytes of text
+        tokens = await asyncio.to_thread(self.engine.encode, model, convert.prompt(request))
         async with self.admission.hold(tag=model, timeout=context.time_remaining()) as queued_s:
             metrics.QUEUE_SECONDS.labels(self.name).observe(queued_s)
             started = time.perf_counter()
