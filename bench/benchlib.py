@@ -1,8 +1,16 @@
-"""Reporting helpers shared by the benchmark scripts: markdown tables and progress lines."""
+"""Helpers shared by the benchmark scripts: markdown tables, progress lines, the environment
+record, and a `lanai node` subprocess."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import asyncio
+import contextlib
+import re
+import signal
+import sys
+import time
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
 from typing import Any
 
 
@@ -46,3 +54,48 @@ def environment(distributions: Sequence[str], **extra: Any) -> dict[str, Any]:
         "platform": platform.platform(), "python": platform.python_version(),
         "versions": {d: installed(d) for d in distributions}, "espeak_ng": espeak, **extra,
     }
+
+
+# --- a `lanai node` subprocess -----------------------------------------------------------------------------------
+
+LANAI = [sys.executable, "-m", "lanai.mesh.cli"]
+READY = re.compile(r" ready on \S+:(\d+)")
+
+
+@contextlib.asynccontextmanager
+async def node_process(node_args: Sequence[str], log_path: Path, *, start_timeout_s: float = 180.0,
+                       stop_timeout_s: float = 20.0) -> AsyncIterator[tuple[int, asyncio.subprocess.Process]]:
+    """`lanai --log-level WARNING node NODE_ARGS` in its own process (so the node and the
+    benchmark's client do not share a GIL), its log in `log_path`. Yields its gRPC port and the
+    process once it is ready; on exit SIGTERM, then SIGKILL after `stop_timeout_s`, also on
+    errors and Ctrl-C."""
+    with log_path.open("wb") as log:
+        proc = await asyncio.create_subprocess_exec(*LANAI, "--log-level", "WARNING", "node", *node_args,
+                                                    stdout=asyncio.subprocess.PIPE, stderr=log)
+        try:
+            yield await _wait_ready(proc, log_path, start_timeout_s), proc
+        finally:
+            if proc.returncode is None:
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    await asyncio.wait_for(proc.wait(), stop_timeout_s)
+                except TimeoutError:
+                    proc.kill()
+                    await proc.wait()
+
+
+async def _wait_ready(proc: asyncio.subprocess.Process, log_path: Path, timeout_s: float) -> int:
+    assert proc.stdout is not None
+    deadline = time.monotonic() + timeout_s
+    while (left := deadline - time.monotonic()) > 0:
+        try:
+            line = (await asyncio.wait_for(proc.stdout.readline(), left)).decode(errors="replace")
+        except TimeoutError:
+            break
+        if not line:  # exited
+            break
+        if match := READY.search(line):
+            return int(match.group(1))
+    await asyncio.sleep(0.2)  # let a dying process finish its log
+    tail = log_path.read_text(errors="replace")[-2000:]
+    raise RuntimeError(f"the node did not become ready (exit code {proc.returncode}); its log:\n{tail}")

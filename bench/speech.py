@@ -32,9 +32,6 @@ import asyncio
 import contextlib
 import io
 import json
-import os
-import re
-import signal
 import statistics
 import subprocess
 import sys
@@ -51,7 +48,7 @@ import numpy as np
 import numpy.typing as npt
 
 import benchlib  # noqa: E402 - bench/ sibling module
-from benchlib import emit, short, table  # noqa: E402
+from benchlib import emit, node_process, short, table  # noqa: E402
 from lanai.api.speech.v1 import speech_pb2, speech_pb2_grpc
 from lanai.services import models as model_cache
 from lanai.services.speech.audio import SAMPLE_RATE, decode_encoded
@@ -225,45 +222,12 @@ class NodeSpec:
 @contextlib.asynccontextmanager
 async def running_node(home: Path, model: str, spec: NodeSpec, log_path: Path) -> AsyncIterator[str]:
     """A `lanai node` subprocess on 127.0.0.1; yields its address, SIGTERMs it on exit."""
-    args = [sys.executable, "-c", "import sys; from lanai.mesh.cli import main; sys.exit(main())",
-            "--log-level", "WARNING", "node", "--services", "speech", "--host", "127.0.0.1", "--port", "0", "--metrics-port", "-1",
+    args = ["--services", "speech", "--host", "127.0.0.1", "--port", "0", "--metrics-port", "-1",
             "--home", str(home), "--node-id", "bench", "--speech-models", model,
             "--speech-slots", str(spec.slots), "--speech-threads", str(spec.threads),
             "--speech-queue", "64", "--grace", "1", "--discovery", "none", "--no-router"]
-    with log_path.open("wb") as log:
-        proc = await asyncio.create_subprocess_exec(*args, stdout=asyncio.subprocess.PIPE, stderr=log,
-                                                    env={**os.environ, "HF_HUB_OFFLINE": "1"})
-        try:
-            port = await _wait_ready(proc, log_path)
-            yield f"127.0.0.1:{port}"
-        finally:
-            await _stop(proc)
-
-
-async def _wait_ready(proc: asyncio.subprocess.Process, log_path: Path) -> int:
-    assert proc.stdout is not None
-    deadline = time.monotonic() + NODE_START_TIMEOUT_S
-    while (left := deadline - time.monotonic()) > 0:
-        try:
-            line = (await asyncio.wait_for(proc.stdout.readline(), left)).decode(errors="replace")
-        except TimeoutError:
-            break
-        if not line:  # exited
-            break
-        if match := re.search(r" ready on \S+:(\d+)", line):
-            return int(match.group(1))
-    tail = log_path.read_text(errors="replace")[-2000:]
-    raise RuntimeError(f"the node did not become ready (exit code {proc.returncode}); its log:\n{tail}")
-
-
-async def _stop(proc: asyncio.subprocess.Process) -> None:
-    if proc.returncode is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            await asyncio.wait_for(proc.wait(), 20)
-        except TimeoutError:
-            proc.kill()
-            await proc.wait()
+    async with node_process(args, log_path, start_timeout_s=NODE_START_TIMEOUT_S) as (port, _):
+        yield f"127.0.0.1:{port}"
 
 
 def _channel(address: str) -> grpc.aio.Channel:

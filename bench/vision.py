@@ -61,7 +61,6 @@ import contextlib
 import io
 import json
 import os
-import re
 import signal
 import statistics
 import subprocess
@@ -78,7 +77,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 import benchlib  # noqa: E402 - bench/ sibling module
-from benchlib import emit, short, table  # noqa: E402
+from benchlib import emit, node_process, short, table  # noqa: E402
 from lanai.api.vision.v1 import vision_pb2, vision_pb2_grpc
 from lanai.services import models as model_cache
 from lanai.services.errors import LanaiError
@@ -99,10 +98,8 @@ NODE_START_TIMEOUT_S = 180.0
 REQUEST_TIMEOUT_S = 120.0
 STOP_TIMEOUT_S = 20.0
 REST_S = 0.1
-"""Pause before each block of overhead runs: onnxruntime's pool threads spin for ~30-60 ms after a run
+"""Pause before each block of overhead runs: onnxruntime's pool threads (spinning, when it was on) kept a core busy ~30-60 ms after a run
 (measured here), and neither side's block may start while the other's threads still burn a core."""
-LANAI = [sys.executable, "-m", "lanai.mesh.cli"]
-READY = re.compile(r" ready on \S+:(\d+)")
 DISTRIBUTIONS = ("lanai", "onnxruntime", "rapidocr-onnxruntime", "opencv-python", "Pillow", "numpy", "grpcio",
                  "protobuf", "scikit-image")
 
@@ -232,50 +229,14 @@ class NodeSpec:
 
 @contextlib.asynccontextmanager
 async def running_node(home: Path, spec: NodeSpec, log_path: Path) -> AsyncIterator[tuple[str, int]]:
-    """A `lanai node` subprocess on 127.0.0.1; yields its address and pid, SIGTERMs it on exit
-    (SIGKILL if it has not stopped STOP_TIMEOUT_S later), also on errors and Ctrl-C."""
-    args = [*LANAI, "--log-level", "WARNING", "node", "--services", "vision", "--host", "127.0.0.1",
-            "--port", "0", "--metrics-port", "-1", "--home", str(home), "--node-id", "bench-vision",
-            "--vision-models", ",".join(MODELS), "--vision-slots", str(spec.slots),
-            "--vision-threads", str(spec.threads), "--vision-device", DEVICE, "--grace", "1",
-            "--discovery", "none", "--no-router"]
-    with log_path.open("wb") as log:
-        proc = await asyncio.create_subprocess_exec(*args, stdout=asyncio.subprocess.PIPE, stderr=log)
-        try:
-            port = await _wait_ready(proc, log_path)
-            yield f"127.0.0.1:{port}", proc.pid
-        finally:
-            await _stop(proc)
-
-
-async def _wait_ready(proc: asyncio.subprocess.Process, log_path: Path) -> int:
-    assert proc.stdout is not None
-    deadline = time.monotonic() + NODE_START_TIMEOUT_S
-    while (left := deadline - time.monotonic()) > 0:
-        try:
-            line = (await asyncio.wait_for(proc.stdout.readline(), left)).decode(errors="replace")
-        except TimeoutError:
-            break
-        if not line:  # exited
-            break
-        if match := READY.search(line):
-            return int(match.group(1))
-    await asyncio.sleep(0.2)  # let a dying process finish its log
-    tail = log_path.read_text(errors="replace")[-2000:]
-    raise RuntimeError(f"the node did not become ready (exit code {proc.returncode}); its log:\n{tail}")
-
-
-async def _stop(proc: asyncio.subprocess.Process) -> None:
-    if proc.returncode is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            await asyncio.wait_for(proc.wait(), STOP_TIMEOUT_S)
-        except TimeoutError:
-            proc.kill()
-            await proc.wait()
-        except asyncio.CancelledError:  # a second Ctrl-C: no waiting any more
-            proc.kill()
-            raise
+    """A `lanai node` subprocess on 127.0.0.1; yields its address and pid, stops it on exit."""
+    args = ["--services", "vision", "--host", "127.0.0.1", "--port", "0", "--metrics-port", "-1",
+            "--home", str(home), "--node-id", "bench-vision", "--vision-models", ",".join(MODELS),
+            "--vision-slots", str(spec.slots), "--vision-threads", str(spec.threads), "--vision-device", DEVICE,
+            "--grace", "1", "--discovery", "none", "--no-router"]
+    async with node_process(args, log_path, start_timeout_s=NODE_START_TIMEOUT_S,
+                            stop_timeout_s=STOP_TIMEOUT_S) as (port, proc):
+        yield f"127.0.0.1:{port}", proc.pid
 
 
 def _channel(address: str) -> grpc.aio.Channel:

@@ -18,7 +18,6 @@ import threading
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from lanai.services.errors import InvalidInput, ModelNotFound, Unavailable
@@ -84,11 +83,12 @@ class _Model:
     def reset(self, error: Exception) -> None:
         """A step failed: fail every request in the batch and start an empty one (the node stays up)."""
         log.error("language: a generation step failed; failing %d request(s)", len(self.active), exc_info=error)
-        for request in self.active.values():
-            request.emit(error)
+        failed = list(self.active.values())
         self.active.clear()
         self.batch.close()
-        self.batch = self._new_batch()
+        self.batch = self._new_batch()  # before anyone hears of the failure: a retry finds a working batch
+        for request in failed:
+            request.emit(error)
 
     def close(self) -> None:
         self.batch.close()
