@@ -77,29 +77,19 @@ class AdmissionController:
         deadline). `admitted` is for work of a stream that was already let in: it
         may wait beyond the queue limit and while draining, so no final result of
         an open stream is dropped."""
-        started = time.perf_counter()
-        self._queued[tag] += 1
-        try:
-            await self._acquire(timeout, admitted)
-        finally:
-            self._queued[tag] -= 1
-        return await self._run_in_slot(job, tag, time.perf_counter() - started)
+        waited = await self._queue_for_slot(tag, timeout, admitted)
+        return await self._run_in_slot(job, tag, waited)
 
     @contextlib.asynccontextmanager
     async def hold(self, *, tag: str = "", timeout: float | None = None) -> AsyncIterator[float]:
         """Hold a slot for work that runs elsewhere (a place in the language service's batch),
         queueing like `run`; yields the seconds it waited. The slot is free again the moment
         the block exits, also when the caller is cancelled."""
-        started = time.perf_counter()
-        self._queued[tag] += 1
-        try:
-            await self._acquire(timeout, False)
-        finally:
-            self._queued[tag] -= 1
+        waited = await self._queue_for_slot(tag, timeout, False)
         self._running[tag] += 1
         self._on_change()
         try:
-            yield time.perf_counter() - started
+            yield waited
         finally:
             self._finish(tag)
 
@@ -130,6 +120,16 @@ class AdmissionController:
 
     def shutdown(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=False)
+
+    async def _queue_for_slot(self, tag: str, timeout: float | None, admitted: bool) -> float:
+        """Take a slot, counted as queued under `tag` while waiting; returns the seconds waited."""
+        started = time.perf_counter()
+        self._queued[tag] += 1
+        try:
+            await self._acquire(timeout, admitted)
+        finally:
+            self._queued[tag] -= 1
+        return time.perf_counter() - started
 
     async def _acquire(self, timeout: float | None, admitted: bool) -> None:
         if self._draining and not admitted:

@@ -56,11 +56,11 @@ class LanguageService:
                 if chunk.usage is not None and chunk.usage.tokens_per_second > 0:
                     self.board.observe(self.name, model.name, chunk.usage.tokens_per_second)
 
-    async def stream(self, request: language_pb2.GenerateRequest,
+    async def stream(self, request: language_pb2.GenerateRequest, model: str,
                      context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[tuple[Chunk, Timing]]:
-        """Validate, wait for a place in the batch, then generate; yields chunks with the timing so far."""
+        """Validate, wait for a place in the batch, then generate `model` (resolved by the caller);
+        yields chunks with the timing so far."""
         cfg = self.engine.config
-        model = self.engine.resolve(request.model)
         sampling = convert.sampling(request.sampling, cfg.default_max_tokens, cfg.max_tokens_limit)
         # off the event loop: a prompt may be megabytes of text
         tokens = await asyncio.to_thread(self.engine.encode, model, convert.prompt(request))
@@ -94,7 +94,7 @@ class LanguageServicer(language_pb2_grpc.LanguageServicer):
                        context: grpc.aio.ServicerContext[Any, Any]) -> language_pb2.GenerateResponse:
         model = self._service.engine.resolve(request.model)
         parts: list[str] = []
-        async for chunk, timing in self._service.stream(request, context):
+        async for chunk, timing in self._service.stream(request, model, context):
             parts.append(chunk.text)
             if chunk.usage is not None:
                 return convert.response("".join(parts), chunk.finish, chunk.usage,
@@ -106,7 +106,7 @@ class LanguageServicer(language_pb2_grpc.LanguageServicer):
                              ) -> AsyncIterator[language_pb2.GenerateStreamResponse]:
         model = self._service.engine.resolve(request.model)
         first = True
-        async for chunk, timing in self._service.stream(request, context):
+        async for chunk, timing in self._service.stream(request, model, context):
             last = chunk.usage is not None
             if not chunk.text and not last:
                 continue

@@ -11,6 +11,7 @@ import grpc
 import numpy as np
 from PIL import Image
 
+from lanai.api.common.v1 import common_pb2
 from lanai.api.vision.v1 import vision_pb2, vision_pb2_grpc
 from lanai.mesh import metrics
 from lanai.mesh.admission import Timing
@@ -113,7 +114,7 @@ class VisionServicer(vision_pb2_grpc.VisionServicer):
 
     async def _run(self, task: str, model: str, image: vision_pb2.Image, options: vision_pb2.ImageOptions,
                    context: grpc.aio.ServicerContext[Any, Any], infer: Callable[[Picture], R]
-                   ) -> tuple[R, Picture, Any]:
+                   ) -> tuple[R, Picture, common_pb2.ServedBy]:
         """Check what is cheap now; decode and infer inside a slot (decoding is real work too)."""
         cfg = self._engine.config
         if len(image.encoded) > cfg.max_image_bytes:

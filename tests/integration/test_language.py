@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import urllib.request
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import grpc
@@ -52,6 +52,15 @@ def ask(question: str, sampling: language_pb2.SamplingOptions = GREEDY, **fields
 async def collect(call: grpc.aio.UnaryStreamCall) -> tuple[list[language_pb2.GenerateStreamResponse], str]:  # type: ignore[type-arg]
     replies = [r async for r in call]
     return replies, "".join(r.delta for r in replies)
+
+
+async def settles(condition: Callable[[], bool], timeout_s: float = 2.0) -> bool:
+    """Whether `condition` holds within `timeout_s` (polled every 20 ms)."""
+    for _ in range(int(timeout_s / 0.02)):
+        if condition():
+            return True
+        await asyncio.sleep(0.02)
+    return condition()
 
 
 async def test_the_capital_of_france_is_paris(language: language_pb2_grpc.LanguageStub) -> None:
@@ -127,21 +136,13 @@ async def test_cancelling_a_stream_frees_its_slot_for_a_queued_request(
     (service,) = language_node.services
     assert service.admission.load().in_flight == SLOTS
     waiting = asyncio.ensure_future(language.Generate(ask("What is the capital of France?"), timeout=60))
-    for _ in range(100):
-        if service.admission.load().queued == 1:
-            break
-        await asyncio.sleep(0.02)
-    assert service.admission.load().queued == 1
+    assert await settles(lambda: service.admission.load().queued == 1)
     streams[0].cancel()
     reply = await asyncio.wait_for(waiting, 30)  # long before the other story is done
     assert "Paris" in reply.text
     assert not streams[1].done()
     streams[1].cancel()
-    for _ in range(100):
-        if service.admission.load().in_flight == 0:
-            break
-        await asyncio.sleep(0.02)
-    assert service.admission.load().in_flight == 0
+    assert await settles(lambda: service.admission.load().in_flight == 0)
 
 
 async def test_a_deadline_ends_generation_and_frees_the_slot(language_node: Node,
@@ -151,11 +152,7 @@ async def test_a_deadline_ends_generation_and_frees_the_slot(language_node: Node
                                 timeout=1.0)
     assert caught.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
     (service,) = language_node.services
-    for _ in range(100):
-        if service.admission.load().in_flight == 0:
-            break
-        await asyncio.sleep(0.02)
-    assert service.admission.load().in_flight == 0
+    assert await settles(lambda: service.admission.load().in_flight == 0)
 
 
 def _chat(*pairs: tuple[str, str]) -> language_pb2.Chat:
