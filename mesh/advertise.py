@@ -52,12 +52,16 @@ def open_zeroconf(addresses: Sequence[str]) -> AsyncZeroconf:
 
 
 def service_info(node_id: str, addresses: Sequence[str], port: int, services: Sequence[str],
-                 metrics_port: int) -> ServiceInfo:
-    """SRV carries the gRPC port; TXT only static facts (live load travels over WatchLoad)."""
+                 metrics_port: int, *, mesh: str = "", mesh_port: int = 0) -> ServiceInfo:
+    """SRV carries the client gRPC port; TXT only static facts (live load travels over WatchLoad):
+    in a secure mesh also the mesh id (routers skip other meshes' nodes without calling them) and
+    the mesh port members call."""
+    properties = {"api": API_VERSION, "id": node_id, "services": ",".join(services), "metrics": str(metrics_port)}
+    if mesh:
+        properties |= {"mesh": mesh, "peer": str(mesh_port)}
     return ServiceInfo(SERVICE_TYPE, f"{node_id}.{SERVICE_TYPE}", port=port,
                        addresses=[socket.inet_aton(a) for a in addresses], server=f"{node_id}.local.",
-                       properties={"api": API_VERSION, "id": node_id, "services": ",".join(services),
-                                   "metrics": str(metrics_port)})
+                       properties=properties)
 
 
 async def advertise(zc: AsyncZeroconf, info: ServiceInfo) -> None:

@@ -14,8 +14,8 @@ from zeroconf.asyncio import AsyncServiceBrowser, AsyncServiceInfo, AsyncZerocon
 
 log = logging.getLogger(__name__)
 SERVICE_TYPE = "_lanai._tcp.local."
-Found = Callable[[str, str, str], None]
-"""found(address "ip:port", source, node_id or "")"""
+Found = Callable[[str, str, str, str], None]
+"""found(address "ip:port" the router dials, source, node_id or "", mesh id or "")"""
 Gone = Callable[[str], None]
 """gone(address)"""
 
@@ -53,7 +53,7 @@ class StaticDiscovery:
             try:
                 infos = await asyncio.get_running_loop().getaddrinfo(host, int(port), type=socket.SOCK_STREAM)
                 ip = str(infos[0][4][0])
-                found(f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}", "static", "")
+                found(f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}", "static", "", "")
                 return
             except OSError as exc:
                 log.warning("peer %s does not resolve yet (%s); retrying in %.0f s", peer, exc, self._retry_s)
@@ -96,10 +96,12 @@ class MdnsDiscovery:
         if not addresses:
             return
         ip = addresses[0]
-        address = f"[{ip}]:{info.port}" if ":" in ip else f"{ip}:{info.port}"
-        self._addresses[name] = address
         props = {k.decode(): (v or b"").decode() for k, v in info.properties.items()}
-        found(address, "mdns", props.get("id", ""))
+        # SRV names the client port; members talk on the mesh port the TXT record names.
+        port = int(props["peer"]) if props.get("peer", "").isdigit() else info.port
+        address = f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
+        self._addresses[name] = address
+        found(address, "mdns", props.get("id", ""), props.get("mesh", ""))
 
 
 class DnsDiscovery:
@@ -148,7 +150,7 @@ class DnsDiscovery:
         while True:
             current = await self.resolve()
             for address in sorted(current - self._known):
-                found(address, "dns", "")
+                found(address, "dns", "", "")
             for address in sorted(self._known - current):
                 gone(address)
             self._known = current

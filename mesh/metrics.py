@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import hmac
 import json
 import threading
 from collections.abc import Callable, Iterator, Mapping
@@ -60,7 +61,12 @@ ROUTER_RETRIES = Counter("lanai_router_retries", "Calls a router sent to another
 ROUTER_CIRCUIT_TRIPS = Counter("lanai_router_circuit_trips", "Times a router stopped using a node after failures.",
                                ["node"])
 
-NODE_STATES = ("up", "suspect", "down", "refused", "draining")
+REFUSED_PEERS = Counter("lanai_mesh_refused_peers", "Nodes or callers refused for lack of mesh membership, by reason "
+                        "(untrusted, foreign, revoked, forwarded_by_non_member).", ["reason"])
+CLIENT_CALLS_REJECTED = Counter("lanai_client_calls_rejected", "Client calls refused before any work, by reason "
+                                "(no_key, unknown_key, revoked_key).", ["reason"])
+
+NODE_STATES = ("up", "suspect", "down", "refused", "draining", "untrusted", "foreign", "revoked")
 _mesh_views: dict[str, Callable[[], Mapping[str, int]]] = {}
 
 
@@ -95,9 +101,13 @@ SdTargets = Callable[[str], list[dict[str, Any]]]
 class MetricsServer(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, host: str, port: int) -> None:
+    def __init__(self, host: str, port: int, *, token: str = "") -> None:
         super().__init__((host, port), _Handler)
         self.sd: SdTargets | None = None
+        self.token = token
+        """When set, /metrics and /sd want `Authorization: Bearer <token>` (Prometheus: `authorization:`)."""
+        self.ca_pem = b""
+        """The mesh CA certificate, served at /mesh/ca.pem for joiners (they check its fingerprint)."""
 
     @property
     def port(self) -> int:
@@ -113,6 +123,13 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:  # noqa: N802 - the http.server API
         path = self.path.split("?", 1)[0]
+        if path == "/mesh/ca.pem" and self.server.ca_pem:
+            self._send(200, "application/x-pem-file", self.server.ca_pem)  # public: joiners pin its hash
+            return
+        if self.server.token and path in ("/metrics", "/sd") and not hmac.compare_digest(
+                (self.headers.get("Authorization") or "").encode(), f"Bearer {self.server.token}".encode()):
+            self._send(401, "text/plain", b"this endpoint wants Authorization: Bearer <the --metrics-token>\n")
+            return
         if path == "/metrics":
             self._send(200, CONTENT_TYPE_LATEST, generate_latest(REGISTRY))
         elif path == "/sd" and self.server.sd is not None:
@@ -139,8 +156,8 @@ def _host_only(host_header: str) -> str:
     return host_header.rsplit(":", 1)[0] if host_header.count(":") == 1 else host_header
 
 
-def start_metrics_server(host: str, port: int) -> MetricsServer:
+def start_metrics_server(host: str, port: int, *, token: str = "") -> MetricsServer:
     """Serve /metrics (and /sd once a router sets `sd`) in a daemon thread; port 0 picks one."""
-    server = MetricsServer(host, port)
+    server = MetricsServer(host, port, token=token)
     threading.Thread(target=server.serve_forever, name="lanai-metrics", daemon=True).start()
     return server

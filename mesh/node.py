@@ -4,6 +4,7 @@ Node/Describe + WatchLoad and /metrics, and drains gracefully."""
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 from dataclasses import dataclass, field
@@ -24,6 +25,11 @@ from lanai.mesh.mesh_service import MeshServicer, RoutingInterceptor
 from lanai.mesh.presence import MeshConfig, MeshPresence
 from lanai.mesh.router import ACCEPT_KEEPALIVE, Router
 from lanai.mesh.node_service import NodeServicer
+from lanai.mesh.security.auth import AuthInterceptor
+from lanai.mesh.security.config import SecurityConfig
+from lanai.mesh.security.enrol import open_trust, renew_through_issuer
+from lanai.mesh.security.membership import MembershipServicer
+from lanai.mesh.security.trust import Trust
 from lanai.mesh.status import LanaiInterceptor
 from lanai.services import models as model_cache
 from lanai.services.language.config import LanguageConfig
@@ -41,7 +47,9 @@ class NodeConfig:
     services: tuple[str, ...] = ("speech",)
     host: str = "0.0.0.0"
     port: int = 50051
-    """gRPC port; 0 picks a free one."""
+    """Client gRPC port (TLS and API keys in a secure mesh); 0 picks a free one."""
+    mesh_port: int = 50052
+    """Members' gRPC port (mutual TLS with mesh certificates only); 0 picks one. Unused when insecure."""
     metrics_host: str = "0.0.0.0"
     metrics_port: int | None = 9464
     """Prometheus /metrics port; 0 picks a free one, None disables it."""
@@ -56,15 +64,18 @@ class NodeConfig:
     language: LanguageConfig = field(default_factory=LanguageConfig)
     mesh: MeshConfig = field(default_factory=MeshConfig)
     """Router, discovery and announcement; the default is a lone node (the CLI joins the mesh)."""
+    security: SecurityConfig = field(default_factory=SecurityConfig)
+    """Mesh membership, TLS and client keys (the default: a secure node that needs keys)."""
 
 
 class Node:
     """A started node. Use `await Node.start(config)`, then `await node.stop()`."""
 
-    def __init__(self, config: NodeConfig, node_id: str, server: grpc.aio.Server, port: int,
+    def __init__(self, config: NodeConfig, node_id: str, server: grpc.aio.Server, port: int, mesh_port: int,
                  metrics_server: metrics.MetricsServer | None, board: LoadBoard, services: list[HostedService],
-                 health: HealthServicer, presence: MeshPresence) -> None:
-        self.config, self.node_id, self.port = config, node_id, port
+                 health: HealthServicer, presence: MeshPresence, trust: Trust | None) -> None:
+        self.config, self.node_id, self.port, self.mesh_port = config, node_id, port, mesh_port
+        self.trust = trust
         self.metrics_port = metrics_server.port if metrics_server else 0
         self._metrics_server = metrics_server
         self.services = services
@@ -83,14 +94,17 @@ class Node:
             raise ValueError(f"unknown service(s) {', '.join(sorted(unknown)) or '(none given)'}; "
                              f"this node can host: {', '.join(KNOWN_SERVICES)}")
         node_id = config.node_id or identity.node_id(config.home)
-        presence = MeshPresence(config.mesh, node_id)
+        trust = await _open_trust(config, node_id)
+        presence = MeshPresence(config.mesh, node_id, trust)
         board = LoadBoard(node_id)
         services = await asyncio.to_thread(_load_services, config, board)
         for service in services:
             await service.measure()  # seeds the throughput placement weighs this node by
         metrics_server = None
         if config.metrics_port is not None:
-            metrics_server = metrics.start_metrics_server(config.metrics_host, config.metrics_port)
+            metrics_server = metrics.start_metrics_server(config.metrics_host, config.metrics_port,
+                                                          token=config.security.metrics_token)
+            metrics_server.ca_pem = trust.ca_pem if trust is not None else b""
             if presence.router is not None:
                 metrics_server.sd = presence.router.sd_targets
                 presence.router.metrics_port = metrics_server.port
@@ -99,7 +113,10 @@ class Node:
         metrics.NODE_INFO.labels(node_id, __version__, role).set(1)
 
         size = config.max_message_bytes
-        interceptors: list[grpc.aio.ServerInterceptor] = [LanaiInterceptor(node_id, routes=presence.router is not None)]
+        interceptors: list[grpc.aio.ServerInterceptor] = []
+        if trust is not None:  # outermost: nothing runs for a caller it refuses
+            interceptors.append(AuthInterceptor(trust, require_keys=config.security.require_keys))
+        interceptors.append(LanaiInterceptor(node_id, routes=presence.router is not None))
         if presence.router is not None:
             interceptors.append(RoutingInterceptor(presence.router))
         server = grpc.aio.server(interceptors=interceptors, options=[
@@ -107,7 +124,8 @@ class Node:
             ("grpc.so_reuseport", 0), *ACCEPT_KEEPALIVE])
         for service in services:
             service.register(server)
-        mesh_pb2_grpc.add_NodeServicer_to_server(NodeServicer(board, detect(), services, metrics_port), server)
+        node_servicer = NodeServicer(board, detect(), services, metrics_port, trust=trust)
+        mesh_pb2_grpc.add_NodeServicer_to_server(node_servicer, server)
         health = HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health, server)
         names = [s.grpc_service for s in services] + [
@@ -116,17 +134,30 @@ class Node:
         if presence.router is not None:
             mesh_pb2_grpc.add_MeshServicer_to_server(MeshServicer(presence.router), server)
             names = sorted(set(names) | set(GRPC_SERVICES)) + [mesh_pb2.DESCRIPTOR.services_by_name["Mesh"].full_name]
+        mesh_port = 0
+        if trust is not None:
+            membership = MembershipServicer(trust, config.mesh_port)
+            mesh_pb2_grpc.add_MembershipServicer_to_server(membership, server)
+            names.append(mesh_pb2.DESCRIPTOR.services_by_name["Membership"].full_name)
+            mesh_port = _bind(server, config.host, config.mesh_port, trust.server_credentials(require_client_auth=True))
+            membership.mesh_port = mesh_port
         reflection.enable_server_reflection(names, server)
-        port = server.add_insecure_port(f"{_bracket(config.host)}:{config.port}")
-        if port == 0:
-            raise OSError(f"could not bind gRPC port {config.host}:{config.port}; is another node using it?")
+        client_tls = trust.server_credentials(require_client_auth=False) \
+            if trust is not None and config.security.client_tls else None
+        port = _bind(server, config.host, config.port, client_tls)
+        node_servicer.client_port = port
         await server.start()
         for name in [""] + [s.grpc_service for s in services]:
             await health.set(name, health_pb2.HealthCheckResponse.SERVING)
-        await presence.start(config.host, port, [s.name for s in services], metrics_port)
-        log.info("%s %s serving %s on %s:%d (metrics on port %s)", role, node_id,
-                 ", ".join(config.services) or "the mesh", config.host, port, metrics_port or "off")
-        return cls(config, node_id, server, port, metrics_server, board, services, health, presence)
+        if trust is not None:
+            trust.start()
+            _write_endpoint(trust, config, port, mesh_port, metrics_port)
+        await presence.start(config.host, port, [s.name for s in services], metrics_port, mesh_port)
+        log.info("%s %s serving %s on %s:%d (%s; mesh port %s; metrics on port %s)", role, node_id,
+                 ", ".join(config.services) or "the mesh", config.host, port, _door(config, trust),
+                 mesh_port or "none", metrics_port or "off")
+        return cls(config, node_id, server, port, mesh_port, metrics_server, board, services, health, presence,
+                   trust)
 
     async def stop(self, grace_s: float | None = None) -> None:
         """Drain: report NOT_SERVING and draining, refuse new work, let in-flight work finish
@@ -138,6 +169,8 @@ class Node:
         self._board.drain()
         await self._server.stop(grace)
         await self.presence.close()
+        if self.trust is not None:
+            await self.trust.close()
         for service in self.services:
             service.admission.shutdown()
             service.close()
@@ -171,6 +204,48 @@ def _load_services(config: NodeConfig, board: LoadBoard) -> list[HostedService]:
         resolved = [model_cache.resolve(config.home, spec, "language") for spec in config.language.models]
         services.append(LanguageService(LanguageEngine(resolved, config.language), board))
     return services
+
+
+async def _open_trust(config: NodeConfig, node_id: str) -> Trust | None:
+    security = config.security
+    loopback = config.host in ("127.0.0.1", "::1", "localhost")
+    if security.insecure:
+        log.warning("node %s runs --insecure: plaintext, no mesh membership, no API keys. Any device on the network "
+                    "can read its traffic, call it and join it. Use this only on a lab network", node_id)
+        return None
+    if not security.client_tls and not loopback:
+        raise ValueError(f"a client port without TLS is only allowed on loopback, not {config.host}; use --insecure "
+                         "to run a whole lab mesh in plaintext")
+    trust = await open_trust(config.home, node_id, security)
+    if not trust.holds_ca:
+        trust.renew_from = lambda csr: renew_through_issuer(trust.dir, trust, csr)
+    if not security.require_keys and not loopback:
+        log.warning("node %s needs no API key: anyone who can reach %s:%d may use this mesh", node_id, config.host,
+                    config.port)
+    return trust
+
+
+def _bind(server: grpc.aio.Server, host: str, port: int, credentials: grpc.ServerCredentials | None) -> int:
+    address = f"{_bracket(host)}:{port}"
+    bound = server.add_insecure_port(address) if credentials is None else server.add_secure_port(address, credentials)
+    if bound == 0:
+        raise OSError(f"could not bind gRPC port {host}:{port}; is another node using it?")
+    return bound
+
+
+def _door(config: NodeConfig, trust: Trust | None) -> str:
+    if trust is None:
+        return "INSECURE: plaintext, open"
+    tls = "TLS" if config.security.client_tls else "plaintext"
+    return f"mesh {trust.short_id}, clients {tls}, {'API keys required' if config.security.require_keys else 'open'}"
+
+
+def _write_endpoint(trust: Trust, config: NodeConfig, port: int, mesh_port: int, metrics_port: int) -> None:
+    """Where this node listens, for `lanai mesh invite` on the same machine (it puts it in tokens)."""
+    trust.dir.write(trust.dir.endpoint, json.dumps({
+        "node_id": trust.node_id, "host": config.host, "port": port, "mesh_port": mesh_port,
+        "metrics_port": metrics_port, "advertise_address": config.mesh.advertise_address,
+        "interface": config.mesh.interface}).encode())
 
 
 def _bracket(host: str) -> str:

@@ -13,6 +13,7 @@ from lanai.mesh import API_VERSION, __version__
 from lanai.mesh.hardware import Hardware
 from lanai.mesh.hosted import HostedService
 from lanai.mesh.load import LoadBoard, Snapshot, Throughput
+from lanai.mesh.security.trust import Trust
 from lanai.services.errors import InvalidInput
 
 DEFAULT_HEARTBEAT_MS = 1000
@@ -20,11 +21,14 @@ DEFAULT_HEARTBEAT_MS = 1000
 
 class NodeServicer(mesh_pb2_grpc.NodeServicer):
     def __init__(self, board: LoadBoard, hardware: Hardware, services: Sequence[HostedService],
-                 metrics_port: int) -> None:
+                 metrics_port: int, *, trust: Trust | None = None, client_port: int = 0) -> None:
         self._board = board
         self._hardware = hardware
         self._services = services
         self._metrics_port = metrics_port
+        self._trust = trust
+        self.client_port = client_port
+        """Set once the port is bound."""
 
     async def Describe(self, request: mesh_pb2.DescribeRequest,
                        context: grpc.aio.ServicerContext[Any, Any]) -> mesh_pb2.DescribeResponse:
@@ -41,7 +45,8 @@ class NodeServicer(mesh_pb2_grpc.NodeServicer):
                                            devices=list(m.devices),
                                            throughput=_throughput(self._board.throughput(s.name, m.name)))
                         for m in s.models()]) for s in self._services],
-            metrics_port=self._metrics_port, draining=self._board.draining)
+            metrics_port=self._metrics_port, draining=self._board.draining,
+            mesh_id=self._trust.mesh_id if self._trust else "", client_port=self.client_port)
 
     async def WatchLoad(self, request: mesh_pb2.WatchLoadRequest,
                         context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[mesh_pb2.LoadReport]:
@@ -49,7 +54,10 @@ class NodeServicer(mesh_pb2_grpc.NodeServicer):
         if not 50 <= heartbeat_ms <= 60000:
             raise InvalidInput(f"heartbeat_ms {heartbeat_ms} is out of range; use 50 to 60000 (0 for 1000)")
         async for snapshot in self._board.watch(heartbeat_ms / 1000):
-            yield load_report(self._board.node_id, snapshot)
+            report = load_report(self._board.node_id, snapshot)
+            if self._trust is not None:
+                report.policy_version = self._trust.policy.version
+            yield report
 
 
 def load_report(node_id: str, snap: Snapshot) -> mesh_pb2.LoadReport:

@@ -7,7 +7,7 @@ import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from lanai.mesh.state import MeshState, NodeState, NodeView
+from lanai.mesh.state import NEVER_USED, MeshState, NodeState, NodeView
 
 NEAR_EQUAL = 1.15
 """Scores within this factor of the best count as equal. Among them, power-of-two-choices on
@@ -32,7 +32,7 @@ class NoCandidate(Exception):
 def eligible(state: MeshState, need: Need, now: float) -> list[NodeView]:
     """Nodes that serve the service and model, are up, on the premises and not draining, and
     whose circuit lets a call through. Raises NoCandidate explaining what is missing."""
-    serving = [n for n in state.nodes.values() if need.service in n.services and n.state is not NodeState.REFUSED]
+    serving = [n for n in state.nodes.values() if need.service in n.services and n.state not in NEVER_USED]
     if not serving:
         raise NoCandidate(f"no node on the mesh serves {need.service}; start one with "
                           f"`lanai node --services {need.service}`")

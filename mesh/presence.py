@@ -14,6 +14,7 @@ from lanai.mesh.advertise import advertise, choose_addresses, local_interfaces, 
 from lanai.mesh.discovery import Discovery, DnsDiscovery, MdnsDiscovery, StaticDiscovery
 from lanai.mesh.premises import DEFAULT_ALLOWED
 from lanai.mesh.router import Router, RouterConfig
+from lanai.mesh.security.trust import Trust
 
 log = logging.getLogger(__name__)
 DISCOVERY = ("mdns", "static", "dns", "none")
@@ -50,23 +51,27 @@ class MeshConfig:
 
 
 class MeshPresence:
-    def __init__(self, config: MeshConfig, node_id: str) -> None:
+    def __init__(self, config: MeshConfig, node_id: str, trust: Trust | None = None) -> None:
         config.validate()
         self.config = config
         self.node_id = node_id
-        self.router = Router(node_id, RouterConfig(config.policy, config.allow, config.heartbeat_ms)) \
+        self.trust = trust
+        self.router = Router(node_id, RouterConfig(config.policy, config.allow, config.heartbeat_ms), trust=trust) \
             if config.router else None
         self._discovery: Discovery | None = None
         self._zeroconf: AsyncZeroconf | None = None
 
-    async def start(self, host: str, port: int, services: Sequence[str], metrics_port: int) -> None:
-        """Join the mesh once the gRPC server is listening on `port`."""
+    async def start(self, host: str, port: int, services: Sequence[str], metrics_port: int,
+                    mesh_port: int = 0) -> None:
+        """Join the mesh once the gRPC server is listening on `port` (clients) and `mesh_port`
+        (members; 0 for an --insecure node, whose members call `port`)."""
         cfg, router = self.config, self.router
+        member_port = mesh_port or port
         if router is not None and services:
             local = "127.0.0.1" if host in ("0.0.0.0", "::", "127.0.0.1", "localhost") else host
-            router.found(f"{local}:{port}", "local", self.node_id)
+            router.found(f"{local}:{member_port}", "local", self.node_id)
             # Ready means routable: the router has described its own node and follows its load.
-            await router.wait_until_up(f"{local}:{port}", timeout=30)
+            await router.wait_until_up(f"{local}:{member_port}", timeout=30)
         if cfg.discovery == "static" and router is not None:
             self._discovery = StaticDiscovery(cfg.peers)
         elif cfg.discovery == "dns" and router is not None:
@@ -78,7 +83,9 @@ class MeshPresence:
             addresses = choose_addresses(local_interfaces(), interface=cfg.interface, advertise_address=pinned)
             self._zeroconf = open_zeroconf(addresses)
             if services:
-                await advertise(self._zeroconf, service_info(self.node_id, addresses, port, services, metrics_port))
+                mesh = self.trust.short_id if self.trust is not None else ""
+                await advertise(self._zeroconf, service_info(self.node_id, addresses, port, services, metrics_port,
+                                                             mesh=mesh, mesh_port=mesh_port))
             if router is not None:
                 self._discovery = MdnsDiscovery(self._zeroconf)
         if self._discovery is not None and router is not None:

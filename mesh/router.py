@@ -15,6 +15,7 @@ from typing import Any
 
 import grpc
 
+from lanai.api.mesh.v1 import mesh_pb2, mesh_pb2_grpc
 from lanai.mesh import metrics
 from lanai.mesh import state as events
 from lanai.mesh.circuit import COOLDOWN_S
@@ -22,15 +23,23 @@ from lanai.mesh.catalog import Rpc, requested_model
 from lanai.mesh.replay import ReplayableStream
 from lanai.mesh.placement import POLICIES, NoCandidate, Need, rank
 from lanai.mesh.premises import DEFAULT_ALLOWED, Premises
-from lanai.mesh.state import MeshState, NodeView
+from lanai.mesh.security.policy import Policy
+from lanai.mesh.security.trust import HandshakeFailed, Trust, Untrusted
+from lanai.mesh.state import MeshState, NodeState, NodeView
 from lanai.mesh.watch import NodeWatcher, load_of, services_of, throughput_of
 from lanai.services.errors import DeadlineExceeded, Overloaded, Unavailable
 
 log = logging.getLogger(__name__)
 FORWARDED = "lanai-forwarded"
 """Metadata a router adds: the receiving node serves the call itself, never forwards it again."""
-_HOP_HEADERS = {"te", "content-type", "user-agent", "grpc-accept-encoding", "grpc-encoding", "grpc-timeout", FORWARDED}
+_HOP_HEADERS = {"te", "content-type", "user-agent", "grpc-accept-encoding", "grpc-encoding", "grpc-timeout", FORWARDED,
+                "authorization"}
+"""Not passed on: the router checked the client's key; nodes trust the router's certificate instead."""
 _RETRYABLE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED}
+CHANNEL_OPTIONS = (("grpc.max_send_message_length", -1), ("grpc.max_receive_message_length", -1),
+                   ("grpc.initial_reconnect_backoff_ms", 200), ("grpc.max_reconnect_backoff_ms", 2000),
+                   # Work stays on the premises: never through an http_proxy/grpc_proxy from the environment.
+                   ("grpc.enable_http_proxy", 0))
 KEEPALIVE = (("grpc.keepalive_time_ms", 1000), ("grpc.keepalive_timeout_ms", 1000),
              ("grpc.keepalive_permit_without_calls", 1), ("grpc.http2.max_pings_without_data", 0))
 ACCEPT_KEEPALIVE = (("grpc.keepalive_permit_without_calls", 1), ("grpc.http2.max_ping_strikes", 0),
@@ -54,7 +63,7 @@ class RouterConfig:
 class Router:
     """Owns the MeshState (changed only on the event loop, through lanai.mesh.state's functions)."""
 
-    def __init__(self, router_id: str, config: RouterConfig = RouterConfig(), *,
+    def __init__(self, router_id: str, config: RouterConfig = RouterConfig(), *, trust: Trust | None = None,
                  clock: Callable[[], float] = time.monotonic, rng: random.Random | None = None) -> None:
         if config.policy not in POLICIES:
             raise ValueError(f"unknown placement policy {config.policy!r}; choose from {', '.join(POLICIES)}")
@@ -66,27 +75,131 @@ class Router:
         self._rng = rng or random.Random()
         self._turn = 0
         self._channels: dict[str, grpc.aio.Channel] = {}
+        self._pinned: dict[str, tuple[str, int]] = {}  # address -> (TLS name, trust generation) of its channel
         self._watchers: dict[str, asyncio.Task[None]] = {}
+        self._syncing: set[str] = set()  # addresses with a policy exchange under way
+        self._background: set[asyncio.Future[Any]] = set()
+        self.trust = trust
+        """None for an --insecure router: plaintext channels, and every node is taken at its word."""
+        if trust is not None:
+            trust.on_policy.append(self._policy_changed)
         self.metrics_port = 0
         """This process's /metrics port (set once serving), listed by sd_targets."""
         metrics.watch_mesh(router_id, self._states)
 
     # --- discovery -------------------------------------------------------------------------
 
-    def found(self, address: str, source: str, node_id: str = "") -> None:
-        """A discovery backend saw a node at host:port (host already resolved to an IP)."""
+    def found(self, address: str, source: str, node_id: str = "", mesh: str = "") -> None:
+        """A discovery backend saw a node at host:port (host already resolved to an IP); `mesh` is
+        the mesh id its mDNS record announces ("" when discovery does not say)."""
         host = address.rsplit(":", 1)[0]
         allowed = self._premises.allows(host)
         self.state = events.discovered(self.state, address, source, allowed=allowed, now=self._clock(),
                                        node_id=node_id)
+        outsider = self._outsider(source, mesh)
         if not allowed:
             log.warning("router %s: node %s at %s is outside the premises allow-list; it will never get work",
                         self.router_id, node_id or "?", address)
+        elif outsider is not None:
+            self._distrust(address, *outsider, node_id=node_id)
         elif address not in self._watchers:
-            channel = self._channel(address)
-            watcher = NodeWatcher(address, channel, heartbeat_ms=self.config.heartbeat_ms,
-                                  on_described=self._described, on_load=self._loaded, on_lost=self._lost)
+            watcher = NodeWatcher(address, lambda: self._connect(address, node_id),
+                                  heartbeat_ms=self.config.heartbeat_ms, on_described=self._described,
+                                  on_load=self._loaded, on_lost=self._lost, on_untrusted=self._untrusted)
             self._watchers[address] = asyncio.create_task(watcher.run(), name=f"watch {address}")
+
+    def _outsider(self, source: str, mesh: str) -> tuple[NodeState, str] | None:
+        """A node whose announcement already says it is not of this mesh: never contacted."""
+        if self.trust is None:
+            if mesh:
+                return NodeState.FOREIGN, f"announces mesh {mesh}; this router runs --insecure and uses none"
+            return None
+        if mesh and mesh != self.trust.short_id:
+            return NodeState.FOREIGN, f"announces another mesh ({mesh}; this one is {self.trust.short_id})"
+        if source == "mdns" and not mesh:
+            return NodeState.UNTRUSTED, "announces no mesh (an --insecure node, or one that never joined)"
+        return None
+
+    def _distrust(self, address: str, kind: NodeState, reason: str, node_id: str = "") -> None:
+        before = self.state.nodes.get(address)
+        self.state = events.distrusted(self.state, address, kind, reason, self._clock(), node_id)
+        after = self.state.nodes.get(address)
+        if after is not None and after.state is kind and (before is None or before.state is not kind):
+            metrics.REFUSED_PEERS.labels(kind.value).inc()
+            log.warning("router %s: node %s at %s is %s and gets no work: %s", self.router_id,
+                        after.node_id or "?", address, kind.value, reason)
+
+    def _untrusted(self, address: str, error: Untrusted) -> None:
+        kind = NodeState.REVOKED if error.state == "revoked" else NodeState.UNTRUSTED
+        self._distrust(address, kind, str(error))
+
+    async def _connect(self, address: str, announced_id: str) -> grpc.aio.Channel:
+        """The channel to a node, after it proved membership: a TLS handshake verified against
+        the mesh CA tells who it is, and the channel pins that name. Untrusted or OSError."""
+        trust = self.trust
+        if trust is None:
+            return self._channel(address)
+        host, _, port = address.rpartition(":")
+        try:
+            peer = await asyncio.to_thread(trust.probe, host, int(port))
+        except HandshakeFailed as exc:
+            raise Untrusted(str(exc)) from None
+        if peer.role != "node":
+            raise Untrusted(f"presents a {peer.role} certificate ({peer.name}), not a node's")
+        if trust.revoked(peer.name):
+            raise Untrusted(f"{peer.name} was revoked from the mesh", "revoked")
+        if announced_id and peer.name != announced_id:
+            raise Untrusted(f"announced itself as {announced_id} but its certificate is {peer.name}'s")
+        pinned = (peer.name, trust.generation)
+        if self._pinned.get(address) != pinned:
+            stale = self._channels.pop(address, None)
+            if stale is not None:
+                self._spawn(stale.close(grace=30))
+            self._channels[address] = grpc.aio.secure_channel(
+                address, trust.channel_credentials(),
+                options=[*CHANNEL_OPTIONS, *KEEPALIVE, ("grpc.ssl_target_name_override", peer.name)])
+            self._pinned[address] = pinned
+        return self._channels[address]
+
+    def _policy_changed(self, policy: Policy) -> None:
+        for node in list(self.state.nodes.values()):
+            if node.node_id in policy.revoked_nodes and node.state is not NodeState.REVOKED:
+                self._distrust(node.address, NodeState.REVOKED, f"{node.node_id} was revoked from the mesh")
+                self._pinned.pop(node.address, None)
+                channel = self._channels.pop(node.address, None)
+                if channel is not None:
+                    self._spawn(channel.close())  # its calls end now; the watcher sees it and stays away
+
+    def _sync_policy(self, address: str, theirs: int) -> None:
+        """Gossip: a node that holds an older policy is handed ours, a newer one is fetched."""
+        trust = self.trust
+        if trust is None or theirs == trust.policy.version or address in self._syncing:
+            return
+        channel = self._channels.get(address)
+        if channel is None:
+            return
+        self._syncing.add(address)
+
+        async def exchange() -> None:
+            stub = mesh_pb2_grpc.MembershipStub(channel)
+            try:
+                if theirs > trust.policy.version:
+                    reply = await stub.GetPolicy(mesh_pb2.GetPolicyRequest(), timeout=5)
+                    trust.offer(reply.signed)
+                else:
+                    await stub.OfferPolicy(mesh_pb2.SignedPolicy(version=trust.policy.version,
+                                                                 signed=trust.signed_policy), timeout=5)
+            except (grpc.aio.AioRpcError, ValueError) as exc:
+                log.warning("router %s: policy exchange with %s failed: %s", self.router_id, address, exc)
+            finally:
+                self._syncing.discard(address)
+
+        self._spawn(exchange())
+
+    def _spawn(self, work: Any) -> None:
+        task = asyncio.ensure_future(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     async def wait_until_up(self, address: str, timeout: float) -> None:
         """Return once the node at `address` is described and reporting load."""
@@ -103,8 +216,9 @@ class Router:
         if task is not None:
             task.cancel()
         channel = self._channels.pop(address, None)
+        self._pinned.pop(address, None)
         if channel is not None:
-            asyncio.ensure_future(channel.close())
+            self._spawn(channel.close())
         self.state = events.forgotten(self.state, address)
         log.info("router %s: node at %s left the mesh", self.router_id, address)
 
@@ -120,6 +234,11 @@ class Router:
             await channel.close()
         self._watchers.clear()
         self._channels.clear()
+        self._pinned.clear()
+        for task in list(self._background):
+            task.cancel()
+        if self.trust is not None and self._policy_changed in self.trust.on_policy:
+            self.trust.on_policy.remove(self._policy_changed)
 
     def _described(self, address: str, describe: Any) -> None:
         self.state = events.described(self.state, address, describe.node_id, services_of(describe),
@@ -133,6 +252,8 @@ class Router:
         after = self.state.nodes.get(address)
         if before is not None and after is not None and before.state is not after.state:
             log.info("router %s: node %s at %s is %s", self.router_id, after.node_id, address, after.state.value)
+        if self.trust is not None:
+            self._sync_policy(address, report.policy_version)
 
     def _lost(self, address: str, reason: str) -> None:
         node = self.state.nodes.get(address)
@@ -142,12 +263,11 @@ class Router:
 
     def _channel(self, address: str) -> grpc.aio.Channel:
         if address not in self._channels:
-            self._channels[address] = grpc.aio.insecure_channel(address, options=[
-                ("grpc.max_send_message_length", -1), ("grpc.max_receive_message_length", -1),
-                ("grpc.initial_reconnect_backoff_ms", 200), ("grpc.max_reconnect_backoff_ms", 2000),
-                # A pulled cable sends no reset: pings find the dead connection within ~2 s, so calls
-                # placed on it fail with UNAVAILABLE (and are retried) instead of waiting for the deadline.
-                *KEEPALIVE])
+            if self.trust is not None:  # a secure channel exists once the node proved itself (_connect)
+                raise Unavailable(f"node at {address} has not proved its mesh membership yet")
+            # KEEPALIVE: a pulled cable sends no reset: pings find the dead connection within ~2 s, so calls
+            # placed on it fail with UNAVAILABLE (and are retried) instead of waiting for the deadline.
+            self._channels[address] = grpc.aio.insecure_channel(address, options=[*CHANNEL_OPTIONS, *KEEPALIVE])
         return self._channels[address]
 
     # --- placement -------------------------------------------------------------------------
@@ -183,7 +303,7 @@ class Router:
         groups: list[dict[str, Any]] = []
         for node in sorted(self.state.nodes.values(), key=lambda n: n.address):
             port = node.description.metrics_port if node.description is not None else 0
-            if not port or node.state in (events.NodeState.DOWN, events.NodeState.REFUSED):
+            if not port or node.state is NodeState.DOWN or node.state in events.NEVER_USED:
                 continue
             host = seen_as if node.source == "local" and seen_as else node.address.rsplit(":", 1)[0]
             groups.append({"targets": [f"{host}:{port}"], "labels": {

@@ -21,6 +21,18 @@ class NodeState(enum.Enum):
     """Outside the premises policy: never contacted, never given work."""
     DRAINING = "draining"
     """Shutting down: finishing work, taking none."""
+    UNTRUSTED = "untrusted"
+    """Could not prove mesh membership (no, a bad or an expired certificate): never given work."""
+    FOREIGN = "foreign"
+    """Announces another mesh: never contacted, never given work."""
+    REVOKED = "revoked"
+    """A member the mesh's owner revoked: never given work again."""
+
+
+NEVER_USED = frozenset({NodeState.REFUSED, NodeState.UNTRUSTED, NodeState.FOREIGN, NodeState.REVOKED})
+"""States in which a node gets no work whatever its load says."""
+SETTLED = frozenset({NodeState.REFUSED, NodeState.FOREIGN, NodeState.REVOKED})
+"""States that no report from the node itself can change."""
 
 
 @dataclass(frozen=True)
@@ -98,7 +110,7 @@ def forgotten(state: MeshState, address: str) -> MeshState:
 def described(state: MeshState, address: str, node_id: str, services: Mapping[str, ServiceView],
               throughput: Mapping[tuple[str, str], float], raw: Any = None) -> MeshState:
     node = state.nodes.get(address)
-    if node is None or node.state is NodeState.REFUSED:
+    if node is None or node.state in SETTLED:
         return state
     fresh = {k: v for k, v in throughput.items() if v > 0}  # a restarted node's own measurement wins
     return _put(state, replace(node, node_id=node_id, services=dict(services),
@@ -110,7 +122,7 @@ def load_reported(state: MeshState, address: str, load: Mapping[str, LoadView],
                   raw: Any = None) -> MeshState:
     """A load report arrived: the node is up (or draining) and this is how busy it is."""
     node = state.nodes.get(address)
-    if node is None or node.state is NodeState.REFUSED:
+    if node is None or node.state in SETTLED:
         return state
     if draining:
         new_state, reason = NodeState.DRAINING, "shutting down"
@@ -127,9 +139,21 @@ def load_reported(state: MeshState, address: str, load: Mapping[str, LoadView],
 def lost(state: MeshState, address: str, reason: str, now: float) -> MeshState:
     """The node stopped answering (load stream broke, connect failed)."""
     node = state.nodes.get(address)
-    if node is None or node.state is NodeState.REFUSED:
+    if node is None or node.state in SETTLED:
         return state
     return _put(state, replace(node, state=NodeState.DOWN, reason=reason, load={}, since=now))
+
+
+def distrusted(state: MeshState, address: str, kind: NodeState, reason: str, now: float,
+               node_id: str = "") -> MeshState:
+    """The node cannot be trusted with work (untrusted, foreign or revoked): it keeps no services,
+    so placement never sees it. A revoked node stays revoked."""
+    node = state.nodes.get(address)
+    if node is None or node.state is NodeState.REFUSED or (node.state is NodeState.REVOKED and kind is not node.state):
+        return state
+    since = now if node.state is not kind else node.since
+    return _put(state, replace(node, state=kind, reason=reason, node_id=node_id or node.node_id, services={},
+                               load={}, since=since, last_load=None))
 
 
 def call_started(state: MeshState, address: str, now: float) -> MeshState:

@@ -14,7 +14,7 @@ from lanai.mesh import metrics
 from lanai.mesh.catalog import RPCS
 from lanai.mesh.router import FORWARDED
 from lanai.services.errors import (DeadlineExceeded, InvalidInput, LanaiError, ModelNotFound, ModelNotPrepared,
-                                   Overloaded, Unavailable)
+                                   Overloaded, PermissionDenied, Unauthenticated, Unavailable)
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +25,8 @@ STATUS: dict[type[LanaiError], grpc.StatusCode] = {
     Overloaded: grpc.StatusCode.RESOURCE_EXHAUSTED,
     Unavailable: grpc.StatusCode.UNAVAILABLE,
     DeadlineExceeded: grpc.StatusCode.DEADLINE_EXCEEDED,
+    Unauthenticated: grpc.StatusCode.UNAUTHENTICATED,
+    PermissionDenied: grpc.StatusCode.PERMISSION_DENIED,
 }
 
 

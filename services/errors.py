@@ -30,3 +30,11 @@ class Unavailable(LanaiError):
 
 class DeadlineExceeded(LanaiError):
     """The caller's deadline passed before the work could finish."""
+
+
+class Unauthenticated(LanaiError):
+    """The caller did not prove who it is: no API key, a wrong or revoked one."""
+
+
+class PermissionDenied(LanaiError):
+    """The caller is known but may not do this (a revoked member, a used-up invite)."""

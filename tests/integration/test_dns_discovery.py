@@ -52,7 +52,7 @@ async def test_follows_pods_joining_and_leaving(zone: tuple[Zone, int]) -> None:
     events: asyncio.Queue[tuple[str, str]] = asyncio.Queue()
     backend = DnsDiscovery(NAME, 50051, server=f"127.0.0.1:{port}", interval_s=0.05)
     server.records = ["10.1.0.4", "10.1.0.5"]
-    await backend.start(lambda address, source, _id: events.put_nowait(("found", address)),
+    await backend.start(lambda address, source, _id, _mesh: events.put_nowait(("found", address)),
                         lambda address: events.put_nowait(("gone", address)))
     try:
         first = {await asyncio.wait_for(events.get(), 5) for _ in range(2)}

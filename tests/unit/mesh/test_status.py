@@ -8,7 +8,7 @@ import pytest
 from lanai.mesh.status import STATUS, status_for
 from lanai.services import errors
 from lanai.services.errors import (DeadlineExceeded, InvalidInput, LanaiError, ModelNotFound, ModelNotPrepared,
-                                   Overloaded, Unavailable)
+                                   Overloaded, PermissionDenied, Unauthenticated, Unavailable)
 
 EXPECTED = {
     InvalidInput: grpc.StatusCode.INVALID_ARGUMENT,
@@ -17,6 +17,8 @@ EXPECTED = {
     Overloaded: grpc.StatusCode.RESOURCE_EXHAUSTED,
     Unavailable: grpc.StatusCode.UNAVAILABLE,
     DeadlineExceeded: grpc.StatusCode.DEADLINE_EXCEEDED,
+    Unauthenticated: grpc.StatusCode.UNAUTHENTICATED,
+    PermissionDenied: grpc.StatusCode.PERMISSION_DENIED,
 }
 
 

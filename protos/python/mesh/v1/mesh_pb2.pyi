@@ -15,12 +15,74 @@ class NodeState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     NODE_STATE_DOWN: _ClassVar[NodeState]
     NODE_STATE_REFUSED: _ClassVar[NodeState]
     NODE_STATE_DRAINING: _ClassVar[NodeState]
+    NODE_STATE_UNTRUSTED: _ClassVar[NodeState]
+    NODE_STATE_FOREIGN: _ClassVar[NodeState]
+    NODE_STATE_REVOKED: _ClassVar[NodeState]
 NODE_STATE_UNSPECIFIED: NodeState
 NODE_STATE_UP: NodeState
 NODE_STATE_SUSPECT: NodeState
 NODE_STATE_DOWN: NodeState
 NODE_STATE_REFUSED: NodeState
 NODE_STATE_DRAINING: NodeState
+NODE_STATE_UNTRUSTED: NodeState
+NODE_STATE_FOREIGN: NodeState
+NODE_STATE_REVOKED: NodeState
+
+class JoinRequest(_message.Message):
+    __slots__ = ("invite_id", "secret", "csr_pem")
+    INVITE_ID_FIELD_NUMBER: _ClassVar[int]
+    SECRET_FIELD_NUMBER: _ClassVar[int]
+    CSR_PEM_FIELD_NUMBER: _ClassVar[int]
+    invite_id: str
+    secret: str
+    csr_pem: bytes
+    def __init__(self, invite_id: _Optional[str] = ..., secret: _Optional[str] = ..., csr_pem: _Optional[bytes] = ...) -> None: ...
+
+class JoinResponse(_message.Message):
+    __slots__ = ("certificate_pem", "ca_pem", "policy", "issuer_node_id", "issuer_mesh_port")
+    CERTIFICATE_PEM_FIELD_NUMBER: _ClassVar[int]
+    CA_PEM_FIELD_NUMBER: _ClassVar[int]
+    POLICY_FIELD_NUMBER: _ClassVar[int]
+    ISSUER_NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    ISSUER_MESH_PORT_FIELD_NUMBER: _ClassVar[int]
+    certificate_pem: bytes
+    ca_pem: bytes
+    policy: SignedPolicy
+    issuer_node_id: str
+    issuer_mesh_port: int
+    def __init__(self, certificate_pem: _Optional[bytes] = ..., ca_pem: _Optional[bytes] = ..., policy: _Optional[_Union[SignedPolicy, _Mapping]] = ..., issuer_node_id: _Optional[str] = ..., issuer_mesh_port: _Optional[int] = ...) -> None: ...
+
+class RenewRequest(_message.Message):
+    __slots__ = ("csr_pem",)
+    CSR_PEM_FIELD_NUMBER: _ClassVar[int]
+    csr_pem: bytes
+    def __init__(self, csr_pem: _Optional[bytes] = ...) -> None: ...
+
+class RenewResponse(_message.Message):
+    __slots__ = ("certificate_pem",)
+    CERTIFICATE_PEM_FIELD_NUMBER: _ClassVar[int]
+    certificate_pem: bytes
+    def __init__(self, certificate_pem: _Optional[bytes] = ...) -> None: ...
+
+class GetPolicyRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class SignedPolicy(_message.Message):
+    __slots__ = ("version", "signed")
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    SIGNED_FIELD_NUMBER: _ClassVar[int]
+    version: int
+    signed: bytes
+    def __init__(self, version: _Optional[int] = ..., signed: _Optional[bytes] = ...) -> None: ...
+
+class OfferPolicyResponse(_message.Message):
+    __slots__ = ("accepted", "version")
+    ACCEPTED_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    accepted: bool
+    version: int
+    def __init__(self, accepted: _Optional[bool] = ..., version: _Optional[int] = ...) -> None: ...
 
 class DescribeRequest(_message.Message):
     __slots__ = ()
@@ -89,7 +151,7 @@ class ServiceInfo(_message.Message):
     def __init__(self, name: _Optional[str] = ..., grpc_service: _Optional[str] = ..., slots: _Optional[int] = ..., max_queue: _Optional[int] = ..., models: _Optional[_Iterable[_Union[ModelInfo, _Mapping]]] = ...) -> None: ...
 
 class DescribeResponse(_message.Message):
-    __slots__ = ("node_id", "version", "api_version", "hardware", "services", "metrics_port", "draining")
+    __slots__ = ("node_id", "version", "api_version", "hardware", "services", "metrics_port", "draining", "mesh_id", "client_port")
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     API_VERSION_FIELD_NUMBER: _ClassVar[int]
@@ -97,6 +159,8 @@ class DescribeResponse(_message.Message):
     SERVICES_FIELD_NUMBER: _ClassVar[int]
     METRICS_PORT_FIELD_NUMBER: _ClassVar[int]
     DRAINING_FIELD_NUMBER: _ClassVar[int]
+    MESH_ID_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_PORT_FIELD_NUMBER: _ClassVar[int]
     node_id: str
     version: str
     api_version: str
@@ -104,7 +168,9 @@ class DescribeResponse(_message.Message):
     services: _containers.RepeatedCompositeFieldContainer[ServiceInfo]
     metrics_port: int
     draining: bool
-    def __init__(self, node_id: _Optional[str] = ..., version: _Optional[str] = ..., api_version: _Optional[str] = ..., hardware: _Optional[_Union[Hardware, _Mapping]] = ..., services: _Optional[_Iterable[_Union[ServiceInfo, _Mapping]]] = ..., metrics_port: _Optional[int] = ..., draining: _Optional[bool] = ...) -> None: ...
+    mesh_id: str
+    client_port: int
+    def __init__(self, node_id: _Optional[str] = ..., version: _Optional[str] = ..., api_version: _Optional[str] = ..., hardware: _Optional[_Union[Hardware, _Mapping]] = ..., services: _Optional[_Iterable[_Union[ServiceInfo, _Mapping]]] = ..., metrics_port: _Optional[int] = ..., draining: _Optional[bool] = ..., mesh_id: _Optional[str] = ..., client_port: _Optional[int] = ...) -> None: ...
 
 class WatchLoadRequest(_message.Message):
     __slots__ = ("heartbeat_ms",)
@@ -145,18 +211,20 @@ class ServiceLoad(_message.Message):
     def __init__(self, service: _Optional[str] = ..., slots: _Optional[int] = ..., in_flight: _Optional[int] = ..., queued: _Optional[int] = ..., max_queue: _Optional[int] = ..., free_slots: _Optional[int] = ..., open_streams: _Optional[int] = ..., models: _Optional[_Iterable[_Union[ModelLoad, _Mapping]]] = ...) -> None: ...
 
 class LoadReport(_message.Message):
-    __slots__ = ("node_id", "sequence", "unix_ms", "services", "draining")
+    __slots__ = ("node_id", "sequence", "unix_ms", "services", "draining", "policy_version")
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
     SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     UNIX_MS_FIELD_NUMBER: _ClassVar[int]
     SERVICES_FIELD_NUMBER: _ClassVar[int]
     DRAINING_FIELD_NUMBER: _ClassVar[int]
+    POLICY_VERSION_FIELD_NUMBER: _ClassVar[int]
     node_id: str
     sequence: int
     unix_ms: int
     services: _containers.RepeatedCompositeFieldContainer[ServiceLoad]
     draining: bool
-    def __init__(self, node_id: _Optional[str] = ..., sequence: _Optional[int] = ..., unix_ms: _Optional[int] = ..., services: _Optional[_Iterable[_Union[ServiceLoad, _Mapping]]] = ..., draining: _Optional[bool] = ...) -> None: ...
+    policy_version: int
+    def __init__(self, node_id: _Optional[str] = ..., sequence: _Optional[int] = ..., unix_ms: _Optional[int] = ..., services: _Optional[_Iterable[_Union[ServiceLoad, _Mapping]]] = ..., draining: _Optional[bool] = ..., policy_version: _Optional[int] = ...) -> None: ...
 
 class NodeEntry(_message.Message):
     __slots__ = ("node_id", "address", "state", "state_reason", "discovered_by", "description", "last_load", "router_in_flight")

@@ -214,3 +214,220 @@ class Mesh:
             timeout,
             metadata,
             _registered_method=True)
+
+
+class MembershipStub:
+    """Joining the mesh and keeping membership current. Join is served on a node's client
+    port (the joiner has no certificate yet; the invite's secret authenticates it); the
+    others need a mesh certificate (the mesh port) or, for OfferPolicy, only a valid
+    signature. Only the node holding the mesh CA serves Join and Renew.
+    """
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.Join = channel.unary_unary(
+                '/lanai.mesh.v1.Membership/Join',
+                request_serializer=lanai_dot_mesh_dot_v1_dot_mesh__pb2.JoinRequest.SerializeToString,
+                response_deserializer=lanai_dot_mesh_dot_v1_dot_mesh__pb2.JoinResponse.FromString,
+                _registered_method=True)
+        self.Renew = channel.unary_unary(
+                '/lanai.mesh.v1.Membership/Renew',
+                request_serializer=lanai_dot_mesh_dot_v1_dot_mesh__pb2.RenewRequest.SerializeToString,
+                response_deserializer=lanai_dot_mesh_dot_v1_dot_mesh__pb2.RenewResponse.FromString,
+                _registered_method=True)
+        self.GetPolicy = channel.unary_unary(
+                '/lanai.mesh.v1.Membership/GetPolicy',
+                request_serializer=lanai_dot_mesh_dot_v1_dot_mesh__pb2.GetPolicyRequest.SerializeToString,
+                response_deserializer=lanai_dot_mesh_dot_v1_dot_mesh__pb2.SignedPolicy.FromString,
+                _registered_method=True)
+        self.OfferPolicy = channel.unary_unary(
+                '/lanai.mesh.v1.Membership/OfferPolicy',
+                request_serializer=lanai_dot_mesh_dot_v1_dot_mesh__pb2.SignedPolicy.SerializeToString,
+                response_deserializer=lanai_dot_mesh_dot_v1_dot_mesh__pb2.OfferPolicyResponse.FromString,
+                _registered_method=True)
+
+
+class MembershipServicer:
+    """Joining the mesh and keeping membership current. Join is served on a node's client
+    port (the joiner has no certificate yet; the invite's secret authenticates it); the
+    others need a mesh certificate (the mesh port) or, for OfferPolicy, only a valid
+    signature. Only the node holding the mesh CA serves Join and Renew.
+    """
+
+    def Join(self, request, context):
+        """Redeem one use of an invite: the joiner's certificate request in, its certificate out.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Renew(self, request, context):
+        """A member renews its own certificate before it expires (authenticated by the current one).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetPolicy(self, request, context):
+        """The signed mesh policy (revoked nodes, API key hashes) this node holds.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def OfferPolicy(self, request, context):
+        """Hand a node a newer signed policy; it keeps it if the mesh CA signed it and it is newer.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_MembershipServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'Join': grpc.unary_unary_rpc_method_handler(
+                    servicer.Join,
+                    request_deserializer=lanai_dot_mesh_dot_v1_dot_mesh__pb2.JoinRequest.FromString,
+                    response_serializer=lanai_dot_mesh_dot_v1_dot_mesh__pb2.JoinResponse.SerializeToString,
+            ),
+            'Renew': grpc.unary_unary_rpc_method_handler(
+                    servicer.Renew,
+                    request_deserializer=lanai_dot_mesh_dot_v1_dot_mesh__pb2.RenewRequest.FromString,
+                    response_serializer=lanai_dot_mesh_dot_v1_dot_mesh__pb2.RenewResponse.SerializeToString,
+            ),
+            'GetPolicy': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetPolicy,
+                    request_deserializer=lanai_dot_mesh_dot_v1_dot_mesh__pb2.GetPolicyRequest.FromString,
+                    response_serializer=lanai_dot_mesh_dot_v1_dot_mesh__pb2.SignedPolicy.SerializeToString,
+            ),
+            'OfferPolicy': grpc.unary_unary_rpc_method_handler(
+                    servicer.OfferPolicy,
+                    request_deserializer=lanai_dot_mesh_dot_v1_dot_mesh__pb2.SignedPolicy.FromString,
+                    response_serializer=lanai_dot_mesh_dot_v1_dot_mesh__pb2.OfferPolicyResponse.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'lanai.mesh.v1.Membership', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('lanai.mesh.v1.Membership', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class Membership:
+    """Joining the mesh and keeping membership current. Join is served on a node's client
+    port (the joiner has no certificate yet; the invite's secret authenticates it); the
+    others need a mesh certificate (the mesh port) or, for OfferPolicy, only a valid
+    signature. Only the node holding the mesh CA serves Join and Renew.
+    """
+
+    @staticmethod
+    def Join(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lanai.mesh.v1.Membership/Join',
+            lanai_dot_mesh_dot_v1_dot_mesh__pb2.JoinRequest.SerializeToString,
+            lanai_dot_mesh_dot_v1_dot_mesh__pb2.JoinResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Renew(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lanai.mesh.v1.Membership/Renew',
+            lanai_dot_mesh_dot_v1_dot_mesh__pb2.RenewRequest.SerializeToString,
+            lanai_dot_mesh_dot_v1_dot_mesh__pb2.RenewResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetPolicy(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lanai.mesh.v1.Membership/GetPolicy',
+            lanai_dot_mesh_dot_v1_dot_mesh__pb2.GetPolicyRequest.SerializeToString,
+            lanai_dot_mesh_dot_v1_dot_mesh__pb2.SignedPolicy.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def OfferPolicy(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lanai.mesh.v1.Membership/OfferPolicy',
+            lanai_dot_mesh_dot_v1_dot_mesh__pb2.SignedPolicy.SerializeToString,
+            lanai_dot_mesh_dot_v1_dot_mesh__pb2.OfferPolicyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)

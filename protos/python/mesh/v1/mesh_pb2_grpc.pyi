@@ -93,3 +93,82 @@ class MeshServicer(metaclass=_abc_1.ABCMeta):
         """Every node this router knows of, with its state and last load."""
 
 def add_MeshServicer_to_server(servicer: MeshServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
+
+class MembershipStub:
+    """Joining the mesh and keeping membership current. Join is served on a node's client
+    port (the joiner has no certificate yet; the invite's secret authenticates it); the
+    others need a mesh certificate (the mesh port) or, for OfferPolicy, only a valid
+    signature. Only the node holding the mesh CA serves Join and Renew.
+    """
+
+    @_typing.overload
+    def __new__(cls, channel: _grpc.Channel) -> _Self: ...
+    @_typing.overload
+    def __new__(cls, channel: _aio.Channel) -> MembershipAsyncStub: ...
+    Join: _grpc.UnaryUnaryMultiCallable[_mesh_pb2.JoinRequest, _mesh_pb2.JoinResponse]
+    """Redeem one use of an invite: the joiner's certificate request in, its certificate out."""
+    Renew: _grpc.UnaryUnaryMultiCallable[_mesh_pb2.RenewRequest, _mesh_pb2.RenewResponse]
+    """A member renews its own certificate before it expires (authenticated by the current one)."""
+    GetPolicy: _grpc.UnaryUnaryMultiCallable[_mesh_pb2.GetPolicyRequest, _mesh_pb2.SignedPolicy]
+    """The signed mesh policy (revoked nodes, API key hashes) this node holds."""
+    OfferPolicy: _grpc.UnaryUnaryMultiCallable[_mesh_pb2.SignedPolicy, _mesh_pb2.OfferPolicyResponse]
+    """Hand a node a newer signed policy; it keeps it if the mesh CA signed it and it is newer."""
+
+@_typing.type_check_only
+class MembershipAsyncStub(MembershipStub):
+    """Joining the mesh and keeping membership current. Join is served on a node's client
+    port (the joiner has no certificate yet; the invite's secret authenticates it); the
+    others need a mesh certificate (the mesh port) or, for OfferPolicy, only a valid
+    signature. Only the node holding the mesh CA serves Join and Renew.
+    """
+
+    def __init__(self, channel: _aio.Channel) -> None: ...
+    Join: _aio.UnaryUnaryMultiCallable[_mesh_pb2.JoinRequest, _mesh_pb2.JoinResponse]  # type: ignore[assignment]
+    """Redeem one use of an invite: the joiner's certificate request in, its certificate out."""
+    Renew: _aio.UnaryUnaryMultiCallable[_mesh_pb2.RenewRequest, _mesh_pb2.RenewResponse]  # type: ignore[assignment]
+    """A member renews its own certificate before it expires (authenticated by the current one)."""
+    GetPolicy: _aio.UnaryUnaryMultiCallable[_mesh_pb2.GetPolicyRequest, _mesh_pb2.SignedPolicy]  # type: ignore[assignment]
+    """The signed mesh policy (revoked nodes, API key hashes) this node holds."""
+    OfferPolicy: _aio.UnaryUnaryMultiCallable[_mesh_pb2.SignedPolicy, _mesh_pb2.OfferPolicyResponse]  # type: ignore[assignment]
+    """Hand a node a newer signed policy; it keeps it if the mesh CA signed it and it is newer."""
+
+class MembershipServicer(metaclass=_abc_1.ABCMeta):
+    """Joining the mesh and keeping membership current. Join is served on a node's client
+    port (the joiner has no certificate yet; the invite's secret authenticates it); the
+    others need a mesh certificate (the mesh port) or, for OfferPolicy, only a valid
+    signature. Only the node holding the mesh CA serves Join and Renew.
+    """
+
+    @_abc_1.abstractmethod
+    def Join(
+        self,
+        request: _mesh_pb2.JoinRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_mesh_pb2.JoinResponse, _abc.Awaitable[_mesh_pb2.JoinResponse]]:
+        """Redeem one use of an invite: the joiner's certificate request in, its certificate out."""
+
+    @_abc_1.abstractmethod
+    def Renew(
+        self,
+        request: _mesh_pb2.RenewRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_mesh_pb2.RenewResponse, _abc.Awaitable[_mesh_pb2.RenewResponse]]:
+        """A member renews its own certificate before it expires (authenticated by the current one)."""
+
+    @_abc_1.abstractmethod
+    def GetPolicy(
+        self,
+        request: _mesh_pb2.GetPolicyRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_mesh_pb2.SignedPolicy, _abc.Awaitable[_mesh_pb2.SignedPolicy]]:
+        """The signed mesh policy (revoked nodes, API key hashes) this node holds."""
+
+    @_abc_1.abstractmethod
+    def OfferPolicy(
+        self,
+        request: _mesh_pb2.SignedPolicy,
+        context: _ServicerContext,
+    ) -> _typing.Union[_mesh_pb2.OfferPolicyResponse, _abc.Awaitable[_mesh_pb2.OfferPolicyResponse]]:
+        """Hand a node a newer signed policy; it keeps it if the mesh CA signed it and it is newer."""
+
+def add_MembershipServicer_to_server(servicer: MembershipServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
