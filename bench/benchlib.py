@@ -70,7 +70,7 @@ async def node_process(node_args: Sequence[str], log_path: Path, *, start_timeou
     process once it is ready; on exit SIGTERM, then SIGKILL after `stop_timeout_s`, also on
     errors and Ctrl-C."""
     with log_path.open("wb") as log:
-        proc = await asyncio.create_subprocess_exec(*LANAI, "--log-level", "WARNING", "node", *node_args,
+        proc = await asyncio.create_subprocess_exec(*LANAI, "--log-level", "WARNING", "node", "--insecure", *node_args,
                                                     stdout=asyncio.subprocess.PIPE, stderr=log)
         try:
             yield await _wait_ready(proc, log_path, start_timeout_s), proc

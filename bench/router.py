@@ -166,13 +166,13 @@ class Fleet:
 
     def spawn_node(self, node_id: str, port: int = 0) -> Awaitable[Proc]:
         return self._spawn(node_id, [*LANAI, "--log-level", "WARNING",
-            "node", "--services", "speech", "--host", "127.0.0.1", "--port", str(port), "--metrics-port", "-1", "--home", str(self._home),
+            "node", "--insecure", "--services", "speech", "--host", "127.0.0.1", "--port", str(port), "--metrics-port", "-1", "--home", str(self._home),
             "--speech-models", self._model, "--discovery", "none", "--no-router", "--node-id", node_id,
             "--grace", "1"])
 
     def spawn_router(self, router_id: str, peers: Sequence[str], log_level: str = "WARNING") -> Awaitable[Proc]:
         return self._spawn(router_id, [*LANAI, "--log-level", log_level,
-            "router", "--host", "127.0.0.1", "--port", "0", "--metrics-port", "-1", "--home", str(self._home),
+            "router", "--insecure", "--host", "127.0.0.1", "--port", "0", "--metrics-port", "-1", "--home", str(self._home),
             "--peers", ",".join(peers), "--node-id", router_id, "--grace", "1"])
 
     async def node(self, node_id: str, port: int = 0) -> Proc:

@@ -10,6 +10,7 @@ from typing import Any
 import grpc
 from google.protobuf import json_format
 
+from lanai.mesh.cli import connect
 from lanai.api.language.v1 import language_pb2, language_pb2_grpc
 
 
@@ -33,7 +34,7 @@ def add_parsers(commands: Any) -> None:
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--to", default="localhost:50051", help="node or router host:port (default localhost:50051)")
+    connect.add_flags(p)
     p.add_argument("--model", default="", help="model name (default: the node's default)")
     p.add_argument("--max-tokens", type=int, default=0, help="most tokens to generate (default: the node's)")
     p.add_argument("--temperature", type=float, default=None, help="0 is greedy; 0 to 2 (default 0.7)")
@@ -71,7 +72,7 @@ def run_generate(args: argparse.Namespace) -> int:
     request = (language_pb2.GenerateRequest(model=args.model, prompt=prompt, sampling=sampling) if args.raw else
                language_pb2.GenerateRequest(model=args.model, chat=_chat(args.system, [("user", prompt)]),
                                             sampling=sampling))
-    with grpc.insecure_channel(args.to) as channel:
+    with connect.channel(args) as channel:
         stub = language_pb2_grpc.LanguageStub(channel)
         try:
             if args.stream:
@@ -85,7 +86,7 @@ def run_generate(args: argparse.Namespace) -> int:
                 print(response.text)
                 _summary(response.usage, response.finish_reason, response.served_by)
         except grpc.RpcError as exc:
-            print(f"lanai generate: {exc.code().name}: {exc.details()}", file=sys.stderr)
+            print(f"lanai generate: {exc.code().name}: {exc.details()}{connect.hint(exc)}", file=sys.stderr)
             return 1
     return 0
 
@@ -97,7 +98,7 @@ def run_chat(args: argparse.Namespace) -> int:
         print(f"lanai chat: {exc}", file=sys.stderr)
         return 2
     turns: list[tuple[str, str]] = []
-    with grpc.insecure_channel(args.to) as channel:
+    with connect.channel(args) as channel:
         stub = language_pb2_grpc.LanguageStub(channel)
         while True:
             try:
@@ -113,7 +114,7 @@ def run_chat(args: argparse.Namespace) -> int:
             try:
                 last = _print_stream(stub.GenerateStream(request, timeout=args.timeout))
             except grpc.RpcError as exc:
-                print(f"\nlanai chat: {exc.code().name}: {exc.details()}", file=sys.stderr)
+                print(f"\nlanai chat: {exc.code().name}: {exc.details()}{connect.hint(exc)}", file=sys.stderr)
                 turns.pop()
                 continue
             except KeyboardInterrupt:  # stop this answer, keep the conversation

@@ -14,6 +14,8 @@ from lanai.mesh.node import KNOWN_SERVICES, Node, NodeConfig
 from lanai.mesh.placement import POLICIES
 from lanai.mesh.premises import DEFAULT_ALLOWED
 from lanai.mesh.presence import DISCOVERY, MeshConfig
+from lanai.mesh.security.config import SecurityConfig
+from lanai.mesh.security import pki
 from lanai.services import models
 from lanai.services.errors import LanaiError
 from lanai.services.language.config import LanguageConfig
@@ -30,7 +32,7 @@ def add_parsers(commands: Any) -> None:
     up = commands.add_parser("up", help="run everything on this machine with the embedded default models",
                              description="One-machine lanai: a router and a node with the embedded default "
                                          "models, on localhost only (no mDNS: nothing is announced on the LAN).")
-    _node_flags(up, host="127.0.0.1", discovery="none")
+    _node_flags(up, host="127.0.0.1", discovery="none", open_door=True)
     up.set_defaults(run=run_node)
     router = commands.add_parser("router", help="run a router alone: it places every call on a node",
                                  description="A router with no services of its own: it discovers nodes and "
@@ -40,8 +42,25 @@ def add_parsers(commands: Any) -> None:
 
 
 def _node_flags(p: argparse.ArgumentParser, host: str, discovery: str = "mdns",
-                services: str = ",".join(KNOWN_SERVICES)) -> None:
+                services: str = ",".join(KNOWN_SERVICES), open_door: bool = False) -> None:
     cores = os.cpu_count() or 1
+    security = p.add_argument_group("mesh trust")
+    security.add_argument("--join", default=os.environ.get("LANAI_JOIN", ""), metavar="TOKEN",
+                          help="join the mesh of this invite (from `lanai mesh invite`; first start only)")
+    security.add_argument("--mesh-port", type=int, default=NodeConfig.mesh_port,
+                          help=f"port other members call, mutual TLS only (default {NodeConfig.mesh_port}; 0 picks one)")
+    security.add_argument("--insecure", action="store_true",
+                          help="labs only: plaintext, no mesh membership, no API keys (any device may join and call)")
+    if open_door:
+        p.set_defaults(open=True, client_tls=False)
+        security.add_argument("--keys", dest="open", action="store_false",
+                              help="require API keys from clients (by default `lanai up` is open on localhost)")
+    else:
+        p.set_defaults(client_tls=True)
+        security.add_argument("--open", action="store_true",
+                              help="clients need no API key (TLS stays on); anyone who reaches the port may call")
+    security.add_argument("--metrics-token", default=os.environ.get("LANAI_METRICS_TOKEN", ""),
+                          help="require `Authorization: Bearer TOKEN` on /metrics and /sd (default $LANAI_METRICS_TOKEN)")
     if services:
         p.add_argument("--services", default=services, help=f"comma-separated, from: {', '.join(KNOWN_SERVICES)}")
         p.add_argument("--no-router", action="store_true",
@@ -51,7 +70,8 @@ def _node_flags(p: argparse.ArgumentParser, host: str, discovery: str = "mdns",
         p.set_defaults(services="", no_router=False)
     p.add_argument("--discovery", choices=DISCOVERY, default=discovery,
                    help=f"how to find other nodes (default {discovery}); static needs --peers")
-    p.add_argument("--peers", default="", help="host:port of nodes, comma-separated (implies --discovery static)")
+    p.add_argument("--peers", default="", help="host:port of nodes' mesh ports (their client ports when --insecure), "
+                                               "comma-separated (implies --discovery static)")
     p.add_argument("--dns", default="", metavar="NAME[:PORT]",
                    help="dns discovery: the name whose records are the nodes (a Kubernetes headless Service)")
     p.add_argument("--dns-server", default="", metavar="IP[:PORT]", help="resolver for --dns (default: the system's)")
@@ -63,7 +83,8 @@ def _node_flags(p: argparse.ArgumentParser, host: str, discovery: str = "mdns",
                    help="networks work may be sent to, comma-separated CIDRs (default: loopback, private, "
                         "link-local)")
     p.add_argument("--host", default=host, help=f"address to listen on (default {host})")
-    p.add_argument("--port", type=int, default=50051, help="gRPC port; 0 picks a free one (default 50051)")
+    p.add_argument("--port", type=int, default=NodeConfig.port,
+                   help=f"client gRPC port; 0 picks a free one (default {NodeConfig.port})")
     p.add_argument("--metrics-host", default=host, help=f"address of /metrics (default {host})")
     p.add_argument("--metrics-port", type=int, default=9464, help="Prometheus port; 0 picks one, -1 disables")
     p.add_argument("--node-id", default="", help="override the id stored in LANAI_HOME")
@@ -120,6 +141,8 @@ def config_from_args(args: argparse.Namespace) -> NodeConfig:
     language = LanguageConfig(
         models=_names(args.language_models), slots=args.language_slots, max_queue=args.language_queue,
         max_tokens_limit=args.max_tokens, device=args.language_device, blas=args.language_blas)
+    security = SecurityConfig(insecure=args.insecure, client_tls=args.client_tls and not args.insecure,
+                              require_keys=not args.open, join=args.join, metrics_token=args.metrics_token)
     peers = tuple(p.strip() for p in args.peers.split(",") if p.strip())
     mesh = MeshConfig(router=not args.no_router, policy=args.policy, allow=tuple(args.allow.split(",")),
                       discovery="static" if peers else "dns" if args.dns else args.discovery, peers=peers,
@@ -127,7 +150,7 @@ def config_from_args(args: argparse.Namespace) -> NodeConfig:
                       advertise_address=args.advertise_address)
     return NodeConfig(
         home=args.home or models.default_home(), services=tuple(s.strip() for s in args.services.split(",") if s),
-        host=args.host, port=args.port, metrics_host=args.metrics_host,
+        host=args.host, port=args.port, mesh_port=args.mesh_port, metrics_host=args.metrics_host, security=security,
         metrics_port=None if args.metrics_port < 0 else args.metrics_port, node_id=args.node_id,
         max_message_bytes=args.max_message_mb * 1024 * 1024, grace_s=args.grace, speech=speech, vision=vision,
         language=language, mesh=mesh)
@@ -140,7 +163,7 @@ def _names(flag: str) -> tuple[str, ...]:
 def run_node(args: argparse.Namespace) -> int:
     try:
         return asyncio.run(_serve(config_from_args(args), announce=args.command == "up"))
-    except (LanaiError, ValueError, OSError) as exc:
+    except (LanaiError, ValueError, OSError, pki.PkiError) as exc:
         print(f"lanai {args.command}: {exc}", file=sys.stderr)
         return 2
 
@@ -154,7 +177,8 @@ async def _serve(config: NodeConfig, announce: bool) -> int:
     address = f"{'localhost' if config.host in ('127.0.0.1', '::1') else config.host}:{node.port}"
     # Machine-readable line for scripts and tests; a person reads the log above it.
     role = "node" if node.services else "router"
-    print(f"lanai: {role} {node.node_id} ready on {address} metrics_port={node.metrics_port}", flush=True)
+    print(f"lanai: {role} {node.node_id} ready on {address} metrics_port={node.metrics_port} "
+          f"mesh_port={node.mesh_port}", flush=True)
     if announce:
         print(f"  try:  lanai transcribe some.wav --to {address}\n"
               f"        lanai vision classify photo.jpg --to {address}\n"

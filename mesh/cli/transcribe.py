@@ -14,6 +14,7 @@ import grpc
 import numpy as np
 from google.protobuf import json_format
 
+from lanai.mesh.cli import connect
 from lanai.api.speech.v1 import speech_pb2, speech_pb2_grpc
 from lanai.services.errors import LanaiError
 from lanai.services.speech.audio import SAMPLE_RATE, decode_encoded
@@ -25,7 +26,7 @@ def add_parser(commands: Any) -> None:
     p = commands.add_parser("transcribe", help="transcribe an audio file on a node",
                             description="Send an audio file to a node's Speech service and print the text.")
     p.add_argument("file", type=Path, help="audio file (WAV, FLAC, MP3, OGG, M4A, ...)")
-    p.add_argument("--to", default="localhost:50051", help="node address host:port (default localhost:50051)")
+    connect.add_flags(p, "node address host:port")
     p.add_argument("--stream", action="store_true",
                    help="stream the audio as PCM and print each segment as it is final")
     p.add_argument("--realtime", action="store_true", help="with --stream: send at the pace of speech")
@@ -54,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         return asyncio.run((_stream if args.stream else _unary)(args, data, options))
     except grpc.aio.AioRpcError as exc:
-        print(f"lanai transcribe: {exc.code().name}: {exc.details()}", file=sys.stderr)
+        print(f"lanai transcribe: {exc.code().name}: {exc.details()}{connect.hint(exc)}", file=sys.stderr)
         return 1
     except LanaiError as exc:
         print(f"lanai transcribe: {exc}", file=sys.stderr)
@@ -62,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 async def _unary(args: argparse.Namespace, data: bytes, options: speech_pb2.TranscriptionOptions) -> int:
-    async with grpc.aio.insecure_channel(args.to, options=_channel_options()) as channel:
+    async with connect.aio_channel(args, _channel_options()) as channel:
         call = speech_pb2_grpc.SpeechStub(channel).Transcribe(
             speech_pb2.TranscribeRequest(audio=speech_pb2.Audio(encoded=data), options=options), timeout=args.timeout)
         ticker = asyncio.create_task(_elapsed(f"transcribing {args.file.name}"))
@@ -99,7 +100,7 @@ async def _stream(args: argparse.Namespace, data: bytes, options: speech_pb2.Tra
             yield speech_pb2.StreamTranscribeRequest(audio=pcm[offset:offset + chunk])
             progress.sent((offset + chunk) / 2 / SAMPLE_RATE)
 
-    async with grpc.aio.insecure_channel(args.to, options=_channel_options()) as channel:
+    async with connect.aio_channel(args, _channel_options()) as channel:
         async for response in speech_pb2_grpc.SpeechStub(channel).StreamTranscribe(requests(), timeout=args.timeout):
             if args.json:
                 print(json_format.MessageToJson(response, indent=None), flush=True)

@@ -10,6 +10,7 @@ from typing import Any
 import grpc
 from google.protobuf import json_format
 
+from lanai.mesh.cli import connect
 from lanai.api.vision.v1 import vision_pb2, vision_pb2_grpc
 
 
@@ -21,7 +22,7 @@ def add_parser(commands: Any) -> None:
                        ("ocr", "lines of text with boxes")):
         t = tasks.add_parser(task, help=text)
         t.add_argument("image", type=Path, help="image file")
-        t.add_argument("--to", default="localhost:50051", help="node or router host:port (default localhost:50051)")
+        connect.add_flags(t)
         t.add_argument("--model", default="", help="model name (default: the node's default for the task)")
         t.add_argument("--min-confidence", type=float, default=0.0, help="drop results below this (0 to 1)")
         t.add_argument("--max-side", type=int, default=0, help="downscale to this longest side first (pixels)")
@@ -41,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
     image = vision_pb2.Image(encoded=data)
     options = vision_pb2.ImageOptions(model=args.model, min_confidence=args.min_confidence, max_side=args.max_side)
     size = 64 * 1024 * 1024
-    with grpc.insecure_channel(args.to, options=[("grpc.max_send_message_length", size)]) as channel:
+    with connect.channel(args, [("grpc.max_send_message_length", size)]) as channel:
         stub = vision_pb2_grpc.VisionStub(channel)
         try:
             if args.task == "classify":
@@ -54,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
                 response = stub.ReadText(vision_pb2.ReadTextRequest(image=image, options=options),
                                          timeout=args.timeout)
         except grpc.RpcError as exc:
-            print(f"lanai vision {args.task}: {exc.code().name}: {exc.details()}", file=sys.stderr)
+            print(f"lanai vision {args.task}: {exc.code().name}: {exc.details()}{connect.hint(exc)}", file=sys.stderr)
             return 1
     if args.json:
         print(json_format.MessageToJson(response))

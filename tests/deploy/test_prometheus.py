@@ -60,11 +60,11 @@ async def stack(lanai_home: Path, vision_home: Path, language_home: Path, promet
     ports = {h: (free_port(h), free_port(h)) for h in ("127.0.0.2", "127.0.0.3")}
     # prom-2 serves speech; prom-3 every service, so each dashboard panel has data
     nodes = await asyncio.gather(*(start(
-        "node", "--host", h, "--port", str(g), "--metrics-host", h, "--metrics-port", str(m), "--node-id",
+        "node", "--insecure", "--host", h, "--port", str(g), "--metrics-host", h, "--metrics-port", str(m), "--node-id",
         f"prom-{h[-1]}", "--services", SERVICES[h], "--speech-models", "tiny.en", "--no-router", "--discovery",
         "none", home=lanai_home) for h, (g, m) in ports.items()))
     router_metrics = free_port()
-    router = await start("router", "--host", "127.0.0.1", "--port", "0", "--metrics-host", "127.0.0.1",
+    router = await start("router", "--insecure", "--host", "127.0.0.1", "--port", "0", "--metrics-host", "127.0.0.1",
                          "--metrics-port", str(router_metrics), "--node-id", "prom-router",
                          "--peers", ",".join(f"{h}:{g}" for h, (g, _) in ports.items()), home=lanai_home)
     folder = tmp_path_factory.mktemp("prometheus")

@@ -16,6 +16,7 @@ import pytest
 import pytest_asyncio
 
 from lanai.mesh.node import Node, NodeConfig
+from lanai.mesh.security.config import SecurityConfig
 from lanai.services import models
 from lanai.services.speech.config import SpeechConfig
 
@@ -118,10 +119,14 @@ def says_lazy_dog(text: str) -> bool:
     return "lazy dog" in text.lower()
 
 
+INSECURE = SecurityConfig(insecure=True)
+"""Service tests call nodes in plaintext; mesh trust has tests of its own (test_trust*.py)."""
+
+
 def node_config(home: Path, **speech: object) -> NodeConfig:
     extra = {k: speech.pop(k) for k in ("max_message_bytes", "grace_s") if k in speech}
     return NodeConfig(home=home, host="127.0.0.1", port=0, metrics_host="127.0.0.1", metrics_port=0,
-                      node_id="test-node", speech=SpeechConfig(**{"models": ("tiny.en",), **speech}),  # type: ignore[arg-type]
+                      node_id="test-node", security=INSECURE, speech=SpeechConfig(**{"models": ("tiny.en",), **speech}),  # type: ignore[arg-type]
                       **extra)  # type: ignore[arg-type]
 
 

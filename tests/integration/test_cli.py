@@ -38,7 +38,7 @@ class NodeProcess:
 @pytest_asyncio.fixture(loop_scope="session")
 async def node_process(lanai_home: Path) -> AsyncIterator[NodeProcess]:
     proc = await asyncio.create_subprocess_exec(
-        *LANAI, "node", "--services", "speech", "--host", "127.0.0.1", "--port", "0", "--metrics-port", "-1",
+        *LANAI, "node", "--insecure", "--services", "speech", "--host", "127.0.0.1", "--port", "0", "--metrics-port", "-1",
         "--speech-models", "tiny.en", "--discovery", "none",
         "--grace", "60", env={**os.environ, "LANAI_HOME": str(lanai_home)},
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL)
@@ -92,6 +92,6 @@ async def test_models_list_shows_prepared(lanai_home: Path) -> None:
 
 
 async def test_node_refuses_unknown_service(lanai_home: Path) -> None:
-    rc, _, err = await lanai("node", "--services", "telepathy", "--port", "0", "--metrics-port", "-1",
+    rc, _, err = await lanai("node", "--insecure", "--services", "telepathy", "--port", "0", "--metrics-port", "-1",
                              home=lanai_home)
     assert rc == 2 and "telepathy" in err and "speech" in err

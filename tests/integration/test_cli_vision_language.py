@@ -21,7 +21,7 @@ pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def node(vision_home: Path, language_home: Path) -> AsyncIterator[LanaiProcess]:
-    process = await start("node", "--services", "vision,language", "--host", "127.0.0.1", "--port", "0",
+    process = await start("node", "--insecure", "--services", "vision,language", "--host", "127.0.0.1", "--port", "0",
                           "--metrics-port", "-1", "--discovery", "none", "--no-router", "--node-id", "cli-node",
                           home=vision_home)
     yield process
@@ -69,7 +69,7 @@ async def test_chat_keeps_the_conversation(node: LanaiProcess, language_home: Pa
 
 
 async def test_sigterm_exits_cleanly(language_home: Path) -> None:
-    process = await start("node", "--services", "language", "--host", "127.0.0.1", "--port", "0",
+    process = await start("node", "--insecure", "--services", "language", "--host", "127.0.0.1", "--port", "0",
                           "--metrics-port", "-1", "--discovery", "none", "--no-router", home=language_home)
     rc, out, _ = await lanai("generate", "Say hi.", "--to", process.address, "--max-tokens", "4", home=language_home)
     assert rc == 0 and out.strip()

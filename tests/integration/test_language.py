@@ -18,6 +18,7 @@ from lanai.api.mesh.v1 import mesh_pb2, mesh_pb2_grpc
 from lanai.mesh.node import Node, NodeConfig
 from lanai.services.language.config import LanguageConfig
 
+from .conftest import INSECURE
 from .conftest import LANGUAGE_MODEL as MODEL
 from .processes import up, wait_for_nodes
 from .test_mesh import lone_pair
@@ -30,7 +31,7 @@ GREEDY = language_pb2.SamplingOptions(temperature=0.0, max_tokens=48)
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def language_node(language_home: Path) -> AsyncIterator[Node]:
     config = NodeConfig(home=language_home, services=("language",), host="127.0.0.1", port=0,
-                        metrics_host="127.0.0.1", metrics_port=0, node_id="language-node",
+                        metrics_host="127.0.0.1", metrics_port=0, node_id="language-node", security=INSECURE,
                         language=LanguageConfig(slots=SLOTS, max_queue=4, max_tokens_limit=512))
     node = await Node.start(config)
     yield node

@@ -27,11 +27,11 @@ NODE = ["--services", "speech", "--metrics-port", "-1", "--speech-models", "tiny
 
 
 async def node(home: Path, host: str, port: int, node_id: str, *extra: str) -> LanaiProcess:
-    return await start("node", "--host", host, "--port", str(port), "--node-id", node_id, *NODE, *extra, home=home)
+    return await start("node", "--insecure", "--host", host, "--port", str(port), "--node-id", node_id, *NODE, *extra, home=home)
 
 
 async def router(home: Path, *extra: str) -> LanaiProcess:
-    return await start("router", "--host", "127.0.0.1", "--port", "0", "--metrics-port", "-1", *extra, home=home)
+    return await start("router", "--insecure", "--host", "127.0.0.1", "--port", "0", "--metrics-port", "-1", *extra, home=home)
 
 
 class Pair:

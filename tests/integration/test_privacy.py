@@ -37,7 +37,7 @@ def test_onnxruntime_alone_would_write_telemetry(tmp_path: Path, vision_home: Pa
 async def test_a_node_serving_requests_writes_no_telemetry(tmp_path: Path, vision_home: Path) -> None:
     # this test process has lanai's settings in its environment: the node must make its own
     env: dict[str, str | None] = {"HOME": str(tmp_path), **{name: None for name in PRIVACY_ENVIRONMENT}}
-    node = await start("node", "--services", "speech,vision", "--speech-models", "tiny.en", "--host", "127.0.0.1",
+    node = await start("node", "--insecure", "--services", "speech,vision", "--speech-models", "tiny.en", "--host", "127.0.0.1",
                        "--port", "0", "--metrics-port", "-1", "--discovery", "none", "--no-router",
                        home=vision_home, env=env)
     try:

@@ -24,7 +24,7 @@ from lanai.services.vision.config import VisionConfig
 
 from tests.unit.services.vision.test_image import png_with_header
 
-from .conftest import VISION_MODELS
+from .conftest import INSECURE, VISION_MODELS
 from .processes import up, wait_for_nodes
 from .test_mesh import lone_pair
 
@@ -54,7 +54,7 @@ def images() -> dict[str, bytes]:
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def vision_node(vision_home: Path) -> AsyncIterator[Node]:
     config = NodeConfig(home=vision_home, services=("vision",), host="127.0.0.1", port=0, metrics_host="127.0.0.1",
-                        metrics_port=0, node_id="vision-node",
+                        metrics_port=0, node_id="vision-node", security=INSECURE,
                         vision=VisionConfig(slots=1, max_queue=4, max_pixels=MAX_PIXELS,
                                             max_image_bytes=2 * 1024 * 1024))
     node = await Node.start(config)

@@ -389,14 +389,14 @@ class Mesh:
 
     def node(self, key: str, node_id: str, *, discovery: str = "mdns", metrics: bool = False) -> LanaiProcess:
         address = self.topo.hosts[key].address
-        args = ["node", "--services", "speech", "--host", address, "--port", str(GRPC_PORT), "--speech-models", "tiny.en",
+        args = ["node", "--insecure", "--services", "speech", "--host", address, "--port", str(GRPC_PORT), "--speech-models", "tiny.en",
                 "--node-id", node_id, "--no-router", "--grace", "2"]
         args += ["--metrics-host", address, "--metrics-port", "9464"] if metrics else ["--metrics-port", "-1"]
         args += ["--advertise-address", address] if discovery == "mdns" else ["--discovery", discovery]
         return self.start(key, args, node_id)
 
     def router(self, *, peers: Sequence[str] = (), allow: str = "") -> LanaiProcess:
-        args = ["router", "--host", "0.0.0.0", "--port", str(GRPC_PORT), "--metrics-port", "-1",
+        args = ["router", "--insecure", "--host", "0.0.0.0", "--port", str(GRPC_PORT), "--metrics-port", "-1",
                 "--node-id", "router", "--grace", "2"]
         if peers:
             args += ["--peers", ",".join(peers)]
