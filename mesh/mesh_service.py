@@ -16,7 +16,8 @@ from lanai.mesh.state import NodeState, NodeView
 
 _STATES = {NodeState.UP: mesh_pb2.NODE_STATE_UP, NodeState.SUSPECT: mesh_pb2.NODE_STATE_SUSPECT,
            NodeState.DOWN: mesh_pb2.NODE_STATE_DOWN, NodeState.REFUSED: mesh_pb2.NODE_STATE_REFUSED,
-           NodeState.DRAINING: mesh_pb2.NODE_STATE_DRAINING}
+           NodeState.DRAINING: mesh_pb2.NODE_STATE_DRAINING, NodeState.UNTRUSTED: mesh_pb2.NODE_STATE_UNTRUSTED,
+           NodeState.FOREIGN: mesh_pb2.NODE_STATE_FOREIGN, NodeState.REVOKED: mesh_pb2.NODE_STATE_REVOKED}
 
 
 class RoutingInterceptor(grpc.aio.ServerInterceptor):

@@ -216,7 +216,7 @@ async def _open_trust(config: NodeConfig, node_id: str) -> Trust | None:
     if not security.client_tls and not loopback:
         raise ValueError(f"a client port without TLS is only allowed on loopback, not {config.host}; use --insecure "
                          "to run a whole lab mesh in plaintext")
-    trust = await open_trust(config.home, node_id, security)
+    trust = await open_trust(config.home, node_id, security, listen=config.host)
     if not trust.holds_ca:
         trust.renew_from = lambda csr: renew_through_issuer(trust.dir, trust, csr)
     if not security.require_keys and not loopback:

@@ -27,17 +27,23 @@ class JoinError(ValueError):
     """Joining failed; the message says why and what to do."""
 
 
-async def open_trust(home: Path, node_id: str, config: SecurityConfig, *, clock: Clock = utc_now) -> Trust:
+async def open_trust(home: Path, node_id: str, config: SecurityConfig, *, listen: str = "",
+                     clock: Clock = utc_now) -> Trust:
+    """`listen`: the address the node binds, named in its certificate too when it is a specific IP."""
     mesh = MeshDir(home)
+    addresses = machine_addresses(listen)
     if config.join:
-        await _join_once(mesh, config.join, node_id)
+        await _join_once(mesh, config.join, node_id, addresses)
     elif not mesh.exists():
         if not config.create_mesh:
             raise JoinError(f"no mesh in {mesh.path}: join one with --join TOKEN (from `lanai mesh invite`) or "
                             "create one with `lanai mesh init`")
-        mesh_id = await asyncio.to_thread(authority.init, mesh, clock())
-        log.warning("created a new mesh %s in %s: this machine holds its CA. Add machines with `lanai mesh invite`",
-                    mesh_id[:16], mesh.path)
+        try:
+            mesh_id = await asyncio.to_thread(authority.init, mesh, clock())
+            log.warning("created a new mesh %s in %s: this machine holds its CA. Add machines with "
+                        "`lanai mesh invite`", mesh_id[:16], mesh.path)
+        except FileExistsError:
+            pass  # another process sharing this directory made it first (compose's shared mesh volume)
     if not _has_certificate(mesh, node_id):
         if not mesh.holds_ca():
             joined = sorted(p.name[5:-4] for p in mesh.path.glob("node-*.crt"))
@@ -45,10 +51,11 @@ async def open_trust(home: Path, node_id: str, config: SecurityConfig, *, clock:
                             f"{', '.join(joined) or 'nobody'}): start with that --node-id, or join again with "
                             "--join TOKEN")
         key = pki.new_key()
-        csr = pki.new_csr(key, node_id, dns_names=machine_names(), ip_addresses=machine_addresses())
+        csr = pki.new_csr(key, node_id, dns_names=machine_names(), ip_addresses=addresses)
         mesh.write(mesh.node_key(node_id), pki.key_pem(key))
         mesh.write(mesh.node_cert(node_id), await asyncio.to_thread(authority.issue_own, mesh, csr, clock()))
     trust = Trust(mesh, node_id, config, clock=clock)
+    trust.addresses = addresses
     if trust.expired():
         log.error("node %s: its mesh certificate expired at %s; no member will use it until it is renewed (the CA "
                   "node renews it when reachable) or the machine joins again", node_id, f"{trust.cert.not_after:%c}")
@@ -63,7 +70,7 @@ def _has_certificate(mesh: MeshDir, node_id: str) -> bool:
     return mesh.node_key(node_id).exists() and pki.issued_by(cert, mesh.load_ca())
 
 
-async def _join_once(mesh: MeshDir, text: str, node_id: str) -> None:
+async def _join_once(mesh: MeshDir, text: str, node_id: str, addresses: list[str]) -> None:
     token = invites.decode(text)
     if mesh.exists():
         mine = pki.fingerprint(mesh.load_ca())
@@ -73,10 +80,11 @@ async def _join_once(mesh: MeshDir, text: str, node_id: str) -> None:
         if _has_certificate(mesh, node_id):
             log.info("node %s is a member of mesh %s already; --join is only needed once", node_id, mine[:16])
             return
-    await join(mesh, token, node_id)
+    await join(mesh, token, node_id, addresses)
 
 
-async def join(mesh: MeshDir, token: invites.Token, node_id: str, timeout: float = 20.0) -> None:
+async def join(mesh: MeshDir, token: invites.Token, node_id: str, addresses: list[str],
+               timeout: float = 20.0) -> None:
     """Fetch the CA and check it against the token's fingerprint (a spoofed mesh stops here),
     then send a CSR for a key made here, with the invite's secret, over TLS pinned to that CA."""
     where = f"{token.host}:{token.grpc_port}"
@@ -91,7 +99,7 @@ async def join(mesh: MeshDir, token: invites.Token, node_id: str, timeout: float
                         f"invite pins {token.mesh[:16]}): refusing to join it. Check the address, then "
                         f"{invites.ASK_AGAIN}")
     key = pki.new_key()
-    csr = pki.new_csr(key, node_id, dns_names=machine_names(), ip_addresses=machine_addresses())
+    csr = pki.new_csr(key, node_id, dns_names=machine_names(), ip_addresses=addresses)
     host = f"[{token.host}]" if ":" in token.host else token.host
     options = [("grpc.ssl_target_name_override", token.inviter)]
     async with grpc.aio.secure_channel(f"{host}:{token.grpc_port}", grpc.ssl_channel_credentials(ca_pem),

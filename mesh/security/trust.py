@@ -62,6 +62,8 @@ class Trust:
         self.on_certificate: list[Callable[[], None]] = []
         self._peers: dict[bytes, pki.CertInfo] = {}
         self._task: asyncio.Task[None] | None = None
+        self.addresses: list[str] = machine_addresses()
+        """IP addresses the certificate names (renewals name them again)."""
         self.renew_from: Callable[[bytes], Any] | None = None
         """async (csr_pem) -> certificate PEM, for a member that does not hold the CA (set by the node)."""
 
@@ -208,7 +210,7 @@ class Trust:
         """A new key and certificate for this node: signed here when this machine holds the CA,
         else by the CA's node over the mesh port (authenticated by the current certificate)."""
         key = pki.new_key()
-        csr = pki.new_csr(key, self.node_id, dns_names=self.cert.dns_names[1:], ip_addresses=machine_addresses())
+        csr = pki.new_csr(key, self.node_id, dns_names=self.cert.dns_names[1:], ip_addresses=self.addresses)
         if self.holds_ca:
             cert_pem = await asyncio.to_thread(authority.issue_own, self.dir, csr, self._clock())
         elif self.renew_from is not None:
@@ -251,12 +253,20 @@ class Trust:
             await asyncio.gather(self._task, return_exceptions=True)
 
 
-def machine_addresses() -> list[str]:
-    """Loopback and every address of this machine's interfaces: clients connect by any of them,
-    so the certificate names them all (link-local IPv6 carries a scope and is left out)."""
+def machine_addresses(listen: str = "") -> list[str]:
+    """Loopback, the address the node listens on (when one) and every address of this machine's
+    interfaces: clients connect by any of them, so the certificate names them all (link-local
+    IPv6 carries a scope and is left out)."""
+    import ipaddress
+
     import ifaddr
 
     found = ["127.0.0.1", "::1"]
+    try:
+        if not ipaddress.ip_address(listen).is_unspecified:
+            found.append(listen)
+    except ValueError:
+        pass
     for adapter in ifaddr.get_adapters():
         for ip in adapter.ips:
             if isinstance(ip.ip, str):

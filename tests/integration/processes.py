@@ -17,8 +17,14 @@ LANAI = [sys.executable, "-m", "lanai.mesh.cli"]
 
 
 class LanaiProcess:
-    def __init__(self, proc: asyncio.subprocess.Process, address: str, node_id: str) -> None:
+    def __init__(self, proc: asyncio.subprocess.Process, address: str, node_id: str, mesh_port: int = 0,
+                 metrics_port: int = 0) -> None:
         self.proc, self.address, self.node_id = proc, address, node_id
+        self.mesh_port, self.metrics_port = mesh_port, metrics_port
+
+    @property
+    def mesh_address(self) -> str:
+        return f"{self.address.rsplit(':', 1)[0]}:{self.mesh_port}"
 
     async def kill(self) -> None:
         if self.proc.returncode is None:
@@ -48,7 +54,9 @@ async def start(*args: str, home: Path, env: dict[str, str | None] | None = None
     if not match:
         proc.kill()
         raise AssertionError(f"lanai {' '.join(args)} did not start: {line!r}")
-    return LanaiProcess(proc, match.group(2), match.group(1))
+    ports = dict(re.findall(r"(\w+_port)=(\d+)", line))
+    return LanaiProcess(proc, match.group(2), match.group(1), int(ports.get("mesh_port", 0)),
+                        int(ports.get("metrics_port", 0)))
 
 
 def free_port(host: str = "127.0.0.1") -> int:
