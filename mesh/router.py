@@ -197,7 +197,7 @@ class Router:
         self._spawn(exchange())
 
     def _spawn(self, work: Any) -> None:
-        task = asyncio.ensure_future(work)
+        task: asyncio.Future[Any] = asyncio.ensure_future(work)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
@@ -235,8 +235,8 @@ class Router:
         self._watchers.clear()
         self._channels.clear()
         self._pinned.clear()
-        for task in list(self._background):
-            task.cancel()
+        for pending in list(self._background):
+            pending.cancel()
         if self.trust is not None and self._policy_changed in self.trust.on_policy:
             self.trust.on_policy.remove(self._policy_changed)
 

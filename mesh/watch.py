@@ -71,7 +71,7 @@ class NodeWatcher:
             await asyncio.sleep(delay)
             delay = min(delay * 2, self._backoff[1])
 
-    async def _follow(self, stub: mesh_pb2_grpc.NodeStub) -> tuple[str, bool]:
+    async def _follow(self, stub: mesh_pb2_grpc.NodeAsyncStub) -> tuple[str, bool]:
         """Follow the node until its load stream breaks: why it broke, and whether it was reached."""
         patience = MISSED_HEARTBEATS * self._heartbeat_ms / 1000
         call = None

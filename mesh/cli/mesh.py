@@ -9,6 +9,7 @@ import datetime as dt
 import re
 import sys
 from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
 import grpc
@@ -197,7 +198,7 @@ async def _list(args: argparse.Namespace) -> mesh_pb2.ListNodesResponse:
             mesh_pb2.ListNodesRequest(service=args.service, include_down=args.all), timeout=10)
 
 
-def _table(rows: list[tuple[str, ...]]) -> None:
+def _table(rows: Sequence[tuple[str, ...]]) -> None:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
     for row in rows:
         print("  ".join(c.ljust(w) for c, w in zip(row, widths)) + "  " + row[-1])

@@ -96,7 +96,8 @@ class Trust:
             served[0] = self._cert_pem
             return current()
 
-        return grpc.dynamic_ssl_server_credentials(current(), fetch, require_client_auth)
+        # grpc's stub leaves out the None ("no change") that the API documents
+        return grpc.dynamic_ssl_server_credentials(current(), fetch, require_client_auth)  # type: ignore[arg-type]
 
     def channel_credentials(self) -> grpc.ChannelCredentials:
         """For dialling a member's mesh port: trust only the mesh CA, present this node's certificate."""
@@ -128,10 +129,9 @@ class Trust:
     def peer(self, context: grpc.aio.ServicerContext[Any, Any]) -> pki.CertInfo | None:
         """The member on the other end (TLS verified its certificate against the mesh CA), or
         None for a caller without a certificate (the client port asks for none)."""
-        pems = context.auth_context().get("x509_pem_cert")
-        if not pems:
+        pem = next(iter(context.auth_context().get("x509_pem_cert") or ()), None)
+        if pem is None:
             return None
-        pem = pems[0]
         known = self._peers.get(pem)
         if known is None:
             if len(self._peers) > 1024:

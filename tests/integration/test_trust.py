@@ -15,6 +15,7 @@ import re
 import shutil
 import subprocess
 import sys
+import urllib.error
 import urllib.request
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -26,11 +27,15 @@ import pytest_asyncio
 from lanai.api.mesh.v1 import mesh_pb2, mesh_pb2_grpc
 from lanai.api.speech.v1 import speech_pb2, speech_pb2_grpc
 from lanai.mesh.security import invites, pki
+from lanai.mesh.security.config import SecurityConfig
+from lanai.mesh.security.enrol import renew_through_issuer
 from lanai.mesh.security.store import MeshDir
+from lanai.mesh.security.trust import Trust
 
 from .processes import LANAI, LanaiProcess, free_port, start
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
+METRICS_TOKEN = "scrape-secret"
 SPEECH = ["--services", "speech", "--speech-models", "tiny.en", "--metrics-host", "{host}", "--metrics-port", "0",
           "--port", "0", "--host", "{host}", "--grace", "1"]
 
@@ -139,8 +144,8 @@ async def site(lanai_home: Path, tmp_path_factory: pytest.TempPathFactory) -> As
     peers = f"127.0.0.2:{ports['b']},127.0.0.5:{ports['e']},127.0.0.6:{ports['i']}"
     processes: list[LanaiProcess] = []
     try:
-        a = await start("node", *speech_args("127.0.0.1", "--node-id", "trust-a", "--mesh-port", "0", "--peers", peers),
-                        home=ha)
+        a = await start("node", *speech_args("127.0.0.1", "--node-id", "trust-a", "--mesh-port", "0", "--peers", peers,
+                                             "--metrics-token", METRICS_TOKEN), home=ha)
         processes.append(a)
         token = await invite(ha)
         b = await start("node", *speech_args("127.0.0.2", "--node-id", "trust-b", "--no-router", "--discovery", "none",
@@ -322,6 +327,47 @@ async def test_a_spoofed_inviter_is_not_joined(site: Site) -> None:
     assert "another mesh's CA" in await join_fails(site, token, "trust-fooled")
 
 
+def fetch(url: str, token: str = "") -> tuple[int, bytes]:
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"} if token else {})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as reply:
+            return reply.status, reply.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read()
+
+
+async def test_metrics_token_and_refusal_counters(site: Site, hello: bytes) -> None:
+    with pytest.raises(grpc.aio.AioRpcError):
+        await transcribe(site.a.address, site, hello, metadata=[])
+    base = f"http://127.0.0.1:{site.a.metrics_port}"
+    status, body = await asyncio.to_thread(fetch, f"{base}/metrics")
+    assert status == 401 and b"Bearer" in body
+    assert (await asyncio.to_thread(fetch, f"{base}/metrics", "wrong"))[0] == 401
+    status, body = await asyncio.to_thread(fetch, f"{base}/metrics", METRICS_TOKEN)
+    assert status == 200
+    text = body.decode()
+    rejected = re.search(r'^lanai_client_calls_rejected_total\{reason="no_key"\} (\S+)$', text, re.M)
+    refused = re.search(r'^lanai_mesh_refused_peers_total\{reason="untrusted"\} (\S+)$', text, re.M)
+    assert rejected and float(rejected.group(1)) >= 1, text[-2000:]
+    assert refused and float(refused.group(1)) >= 2  # the expired node and the insecure one
+    assert (await asyncio.to_thread(fetch, f"{base}/mesh/ca.pem")) == (200, site.ca)  # public: joiners pin it
+
+
+async def test_a_member_renews_at_the_ca_node(site: Site) -> None:
+    """The joined node's certificate, renewed as its clock would at day 6 of 7: over the mesh port
+    to the CA's node, with the current certificate as proof."""
+    home = site.tmp / "b"
+    later = dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=6)
+    trust = Trust(MeshDir(home), "trust-b", SecurityConfig(), clock=lambda: later)
+    trust.renew_from = lambda csr: renew_through_issuer(trust.dir, trust, csr)
+    before = trust.cert
+    assert trust.renewal_due()
+    await trust.renew()
+    assert trust.cert.serial != before.serial and trust.cert.not_after > before.not_after
+    assert pki.issued_by(pki.load_cert(MeshDir(home).node_cert("trust-b").read_bytes()), MeshDir(site.ha).load_ca())
+    assert trust.generation == 1
+
+
 async def test_revoked_key_and_node(site: Site, hello: bytes) -> None:
     # A second router, a member that joined, following the same nodes.
     second = await start("router", "--host", "127.0.0.10", "--port", "0", "--mesh-port", "0", "--metrics-port", "-1",
@@ -359,3 +405,8 @@ async def test_revoked_key_and_node(site: Site, hello: bytes) -> None:
     replies = [await transcribe(router.address, site, hello) for router in (site.a, second) for _ in range(25)]
     assert {r.served_by.node_id for r in replies} == {"trust-a"}
     assert served(site.b) == before
+    # Nor may it renew its certificate any more.
+    trust = Trust(MeshDir(site.tmp / "b"), "trust-b", SecurityConfig())
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await renew_through_issuer(trust.dir, trust, pki.new_csr(pki.new_key(), "trust-b"))
+    assert refused.value.code() is grpc.StatusCode.PERMISSION_DENIED and "revoked" in (refused.value.details() or "")
