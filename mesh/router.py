@@ -163,7 +163,7 @@ class Router:
 
     def _policy_changed(self, policy: Policy) -> None:
         for node in list(self.state.nodes.values()):
-            if node.node_id in policy.revoked_nodes and node.state is not NodeState.REVOKED:
+            if node.node_id and policy.is_revoked(node.node_id) and node.state is not NodeState.REVOKED:
                 self._distrust(node.address, NodeState.REVOKED, f"{node.node_id} was revoked from the mesh")
                 self._pinned.pop(node.address, None)
                 channel = self._channels.pop(node.address, None)

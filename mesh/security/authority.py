@@ -36,20 +36,26 @@ def _sign(mesh: MeshDir, request: pki.Request, now: dt.datetime, *, renewing: bo
     """Sign under the lock (the caller holds it); record the member."""
     ca, key = mesh.load_ca(), mesh.load_ca_key()
     current = mesh.read_policy(ca)
-    if request.name in current.revoked_nodes:
+    if current.is_revoked(request.name):
         raise Refused(f"node id {request.name} was revoked from this mesh; a machine can rejoin only under a new "
                       "id (start it with a fresh --home, or --node-id NEW)")
     members = mesh.read_members()
-    known = members.get(request.name)
+    # TLS compares names without regard to case, and so does every check here.
+    same = [name for name in members if name.lower() == request.name.lower()]
+    known = members.get(same[0]) if same else None
     if not renewing and known and float(known["not_after"]) > now.timestamp():
         until = dt.datetime.fromtimestamp(float(known["not_after"]), dt.timezone.utc)
         raise Refused(f"node id {request.name} is a member already (certificate valid until {until:%Y-%m-%d}); a "
                       "reinstalled machine must be revoked first (`lanai mesh revoke ID`) or join under --node-id NEW")
     # A member may not claim another member's id as one of its names (routers pin ids as TLS names).
-    others = {name for name in members if name != request.name}
-    request = pki.Request(request.name, request.role, tuple(n for n in request.dns_names if n not in others),
+    others = {name.lower() for name in members if name.lower() != request.name.lower()}
+    request = pki.Request(request.name, request.role,
+                          tuple(n for n in request.dns_names if n.lower() not in others),
                           request.ip_addresses, request.public_key)
-    cert = pki.issue(key, ca, request, now, lifetime)
+    try:
+        cert = pki.issue(key, ca, request, now, lifetime)
+    except ValueError as exc:  # a name x509 will not carry
+        raise pki.PkiError(f"cannot sign that request: {exc}") from None
     members[request.name] = {"serial": format(cert.serial_number, "x"), "role": request.role,
                              "not_after": cert.not_valid_after_utc.timestamp(),
                              "joined": known["joined"] if known else now.timestamp()}

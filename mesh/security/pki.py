@@ -129,13 +129,13 @@ def read_csr(pem: bytes) -> Request:
         raise PkiError("the certificate request must carry an ECDSA P-256 key")
     name = _attribute(csr.subject, NameOID.COMMON_NAME)
     role = _attribute(csr.subject, NameOID.ORGANIZATIONAL_UNIT_NAME) or ROLE_NODE
-    if not name or len(name) > 63 or not all(c.isalnum() or c in "-_." for c in name):
+    if not name or len(name) > 63 or not name.isascii() or not all(c.isalnum() or c in "-_." for c in name):
         raise PkiError(f"the requested name {name!r} is not a node id (letters, digits, '-', '_', '.'; 1-63)")
     if role not in (ROLE_NODE, ROLE_CLIENT):
         raise PkiError(f"unknown certificate role {role!r}")
     try:
         san = csr.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-        dns = tuple(san.get_values_for_type(x509.DNSName))
+        dns = tuple(n for n in san.get_values_for_type(x509.DNSName) if n.isascii())  # others: IDNA, not ours
         ips = tuple(str(ip) for ip in san.get_values_for_type(x509.IPAddress))
     except x509.ExtensionNotFound:
         dns, ips = (), ()

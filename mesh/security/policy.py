@@ -44,6 +44,11 @@ class Policy:
     """node id -> unix seconds of the revocation."""
     keys: Mapping[str, ApiKey] = field(default_factory=dict)
 
+    def is_revoked(self, node_id: str) -> bool:
+        """Names compare as TLS compares them: without regard to case."""
+        wanted = node_id.lower()
+        return any(revoked.lower() == wanted for revoked in self.revoked_nodes)
+
     def key_named(self, presented: str) -> ApiKey | None:
         """The key (revoked or not) whose hash matches `presented`, compared in constant time."""
         digest = hash_key(presented)

@@ -140,7 +140,7 @@ class Trust:
         return known
 
     def revoked(self, node_id: str) -> bool:
-        return node_id in self.policy.revoked_nodes
+        return self.policy.is_revoked(node_id)
 
     def check_key(self, presented: str | None) -> ApiKey:
         """The API key a client presented, if it is one of this mesh's and not revoked."""
@@ -168,7 +168,9 @@ class Trust:
             on_disk = self.dir.read_policy(self.ca)
             if on_disk.version < offered.version:
                 self.dir.write(self.dir.policy, signed)
-        self._policy_mtime = _mtime(self.dir.policy)
+            else:  # the CLI wrote a newer one that was not reloaded yet: that one wins
+                offered, signed = on_disk, self.dir.policy.read_bytes()
+            self._policy_mtime = _mtime(self.dir.policy)
         self._adopt(offered, signed)
         return True
 
@@ -281,11 +283,14 @@ def machine_names() -> list[str]:
     return list(dict.fromkeys([host, f"{host}.local", "localhost"]))
 
 
-def _mtime(path: Any) -> float:
+def _mtime(path: Any) -> tuple[int, int, int]:
+    """Changes whenever the file is replaced: writes are atomic renames, so the inode changes
+    even where timestamps are coarse."""
     try:
-        return float(path.stat().st_mtime_ns)
+        st = path.stat()
+        return st.st_ino, st.st_mtime_ns, st.st_size
     except OSError:
-        return 0.0
+        return 0, 0, 0
 
 
 
