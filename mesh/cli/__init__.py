@@ -7,7 +7,7 @@ import logging
 import sys
 
 from lanai.mesh import __version__
-from lanai.mesh.cli import generate, mesh, models, serve, transcribe, vision
+from lanai.mesh.cli import connect, generate, mesh, models, serve, transcribe, vision
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -31,5 +31,8 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         return int(args.run(args))
+    except connect.ConnectError as exc:
+        print(f"lanai {args.command}: {exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         return 130

@@ -18,6 +18,10 @@ from lanai.services import models
 Options = Sequence[tuple[str, Any]]
 
 
+class ConnectError(ValueError):
+    """Flags that cannot make a connection (a file that cannot be read, --cert without --ca)."""
+
+
 def add_flags(p: argparse.ArgumentParser, to_help: str = "node or router host:port") -> None:
     p.add_argument("--to", default="localhost:50051", help=f"{to_help} (default localhost:50051)")
     p.add_argument("--key", default=os.environ.get("LANAI_KEY", ""),
@@ -25,6 +29,8 @@ def add_flags(p: argparse.ArgumentParser, to_help: str = "node or router host:po
     p.add_argument("--ca", default=os.environ.get("LANAI_CA", ""),
                    help="the mesh CA certificate to trust (default $LANAI_CA, else this machine's mesh, if any; "
                         "`lanai mesh ca` prints it)")
+    p.add_argument("--cert", default="", help="a client certificate from `lanai mesh cert` (call a mesh port with it)")
+    p.add_argument("--cert-key", default="", help="the key of --cert")
     p.add_argument("--plaintext", action="store_true", help="no TLS (an --insecure mesh, or `lanai up`)")
 
 
@@ -33,13 +39,17 @@ def credentials(args: argparse.Namespace) -> grpc.ChannelCredentials | None:
     the API key on every call."""
     if args.plaintext:
         return None
+    if args.cert and not args.ca:
+        raise ConnectError("--cert needs --ca (the mesh CA that signed it; `lanai mesh cert` wrote ca.crt beside it)")
     if args.ca:
-        ca = Path(args.ca).read_bytes()
+        ca = _read(args.ca, "--ca")
     else:
         local = models.default_home() / "mesh" / "ca.crt"
         if not local.exists() or not _speaks_tls(args.to):
             return None
         ca = local.read_bytes()
+    if args.cert:
+        return grpc.ssl_channel_credentials(ca, _read(args.cert_key, "--cert-key"), _read(args.cert, "--cert"))
     creds = grpc.ssl_channel_credentials(ca)
     if args.key:
         creds = grpc.composite_channel_credentials(creds, grpc.access_token_call_credentials(args.key))
@@ -66,6 +76,13 @@ def hint(error: grpc.RpcError) -> str:
     if code is grpc.StatusCode.UNAVAILABLE:
         return " (is a node running there? a LAN node serves TLS: pass --ca FILE from `lanai mesh ca`)"
     return ""
+
+
+def _read(path: str, flag: str) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except OSError as exc:
+        raise ConnectError(f"{flag} {path}: {exc.strerror}") from None
 
 
 def _speaks_tls(address: str, timeout: float = 2.0) -> bool:

@@ -21,7 +21,7 @@ from lanai.mesh.cli import connect
 from lanai.mesh.security import authority, pki
 from lanai.mesh.security import policy as policies
 from lanai.mesh.security.invites import InviteError, Token
-from lanai.mesh.security.store import MeshDir
+from lanai.mesh.security.store import MeshDir, write_private
 from lanai.services import models
 
 
@@ -49,6 +49,12 @@ def add_parser(commands: Any) -> None:
     _home(revoke)
     revoke.add_argument("node_id")
     revoke.set_defaults(run=run_revoke)
+    cert = sub.add_parser("cert", help="a client certificate: clients that hold one call the mesh port, no key "
+                                       "needed (`lanai mesh revoke NAME` stops it)")
+    _home(cert)
+    cert.add_argument("name")
+    cert.add_argument("--out", type=Path, required=True, help="folder for NAME.key and NAME.crt (and ca.crt)")
+    cert.set_defaults(run=run_cert)
     ca = sub.add_parser("ca", help="print the mesh CA certificate (clients trust it: --ca, grpcurl -cacert)")
     _home(ca)
     ca.set_defaults(run=run_ca)
@@ -124,6 +130,20 @@ def run_revoke(args: argparse.Namespace) -> int:
     note = "" if known else " (this CA never signed that id; revoked all the same)"
     print(f"revoked {args.node_id}{note}; policy version {updated.version}. The node on this machine hands it to "
           "every member within seconds.")
+    return 0
+
+
+def run_cert(args: argparse.Namespace) -> int:
+    mesh = _mesh(args)
+    try:
+        key, cert = authority.client_certificate(mesh, args.name, _now())
+    except (pki.PkiError, authority.Refused) as exc:
+        return _fail(args, exc)
+    for path, data in ((args.out / f"{args.name}.key", key), (args.out / f"{args.name}.crt", cert),
+                       (args.out / "ca.crt", mesh.ca_cert.read_bytes())):
+        write_private(path, data)
+    print(f"wrote {args.out}/{args.name}.key, {args.name}.crt and ca.crt; call a node's mesh port with them "
+          f"(--cert {args.out}/{args.name}.crt --cert-key {args.out}/{args.name}.key --ca {args.out}/ca.crt)")
     return 0
 
 

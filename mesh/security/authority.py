@@ -70,6 +70,16 @@ def issue_own(mesh: MeshDir, csr_pem: bytes, now: dt.datetime, lifetime: dt.time
         return _sign(mesh, request, now, renewing=True, lifetime=lifetime)
 
 
+def client_certificate(mesh: MeshDir, name: str, now: dt.datetime,
+                       lifetime: dt.timedelta = dt.timedelta(days=365)) -> tuple[bytes, bytes]:
+    """(key PEM, certificate PEM) for a client that authenticates with a certificate instead of an
+    API key, on the mesh port. Made here and handed over like a key; `revoke NAME` stops it."""
+    key = pki.new_key()
+    request = pki.read_csr(pki.new_csr(key, name, role=pki.ROLE_CLIENT))
+    with mesh.locked():
+        return pki.key_pem(key), _sign(mesh, request, now, renewing=False, lifetime=lifetime)
+
+
 def invite(mesh: MeshDir, now: dt.datetime, ttl_s: int, uses: int) -> tuple[str, str]:
     """A new invite: (invite id, secret). Only the secret's hash is kept."""
     mesh.load_ca_key()  # only the CA's machine can honour an invite
@@ -85,7 +95,7 @@ def join(mesh: MeshDir, invite_id: str, secret: str, csr_pem: bytes, now: dt.dat
     """Redeem one use of an invite and sign the joiner's request. InviteError, Refused or PkiError."""
     request = pki.read_csr(csr_pem)  # a bad request does not use up the invite
     if request.role != pki.ROLE_NODE:
-        raise pki.PkiError("an invite admits nodes; client certificates come from `lanai mesh cert`")
+        raise pki.PkiError("an invite admits nodes; client certificates come from `lanai mesh cert NAME`")
     with mesh.locked():
         remaining = redeem(mesh.read_invites(), invite_id, secret, int(now.timestamp()))
         cert = _sign(mesh, request, now, renewing=False)
@@ -118,7 +128,3 @@ def new_api_key() -> str:
 
 def unix_now() -> int:
     return int(time.time())
-
-
-__all__ = ["InviteError", "Refused", "change_policy", "init", "invite", "issue_own", "join", "new_api_key",
-           "renew", "unix_now"]

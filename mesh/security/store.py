@@ -20,6 +20,17 @@ from lanai.mesh.security.invites import Invite
 from lanai.mesh.security.policy import Policy, PolicyError, verify
 
 
+def write_private(path: Path, data: bytes) -> None:
+    """Atomically, readable by this user only, in a folder only this user may enter."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    os.chmod(path.parent, 0o700)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+    os.replace(tmp, path)
+
+
 class MeshDir:
     def __init__(self, home: Path) -> None:
         self.path = home / "mesh"
@@ -44,14 +55,7 @@ class MeshDir:
         return self.ca_key.exists()
 
     def write(self, path: Path, data: bytes) -> None:
-        """Atomically, readable by this user only."""
-        self.path.mkdir(parents=True, exist_ok=True)
-        os.chmod(self.path, 0o700)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
+        write_private(path, data)
 
     @contextlib.contextmanager
     def locked(self) -> Iterator[None]:

@@ -163,6 +163,7 @@ async def site(lanai_home: Path, tmp_path_factory: pytest.TempPathFactory) -> As
         processes.append(insecure)
         rc, key, err = await lanai("mesh", "key", "create", "tester", home=ha)
         assert rc == 0, err
+        (tmp / "client-home").mkdir()
         built = Site(tmp, lanai_home, a, b, expired, insecure, ha, key.strip(), processes)
         for member in (a, b):  # the CA node reads the new policy from its file; the router hands it to b
             await until_key_works(built, member.address)
@@ -269,7 +270,6 @@ async def test_cli_with_key_and_ca(site: Site, hello: bytes) -> None:
     ca = site.tmp / "ca.pem"
     ca.write_bytes(site.ca)
     elsewhere = site.tmp / "client-home"  # a client machine: no mesh of its own
-    elsewhere.mkdir(exist_ok=True)
     rc, out, err = await lanai("transcribe", str(wav), "--to", site.a.address, "--ca", str(ca), "--key", site.key,
                                home=elsewhere)
     assert rc == 0, err
@@ -366,6 +366,30 @@ async def test_a_member_renews_at_the_ca_node(site: Site) -> None:
     assert trust.cert.serial != before.serial and trust.cert.not_after > before.not_after
     assert pki.issued_by(pki.load_cert(MeshDir(home).node_cert("trust-b").read_bytes()), MeshDir(site.ha).load_ca())
     assert trust.generation == 1
+
+
+async def test_a_client_certificate_instead_of_a_key(site: Site, hello: bytes) -> None:
+    out = site.tmp / "client-cert"
+    rc, _, err = await lanai("mesh", "cert", "reporter", "--out", str(out), home=site.ha)
+    assert rc == 0, err
+    assert (out / "reporter.key").stat().st_mode & 0o777 == 0o600
+    wav = site.tmp / "hello.wav"
+    wav.write_bytes(hello)
+    flags = ["--to", site.a.mesh_address, "--ca", str(out / "ca.crt"), "--cert", str(out / "reporter.crt"),
+             "--cert-key", str(out / "reporter.key")]
+    rc, text, err = await lanai("transcribe", str(wav), *flags, home=site.tmp / "client-home")
+    assert rc == 0, err
+    assert "office" in text.lower()
+    rc, _, err = await lanai("mesh", "revoke", "reporter", home=site.ha)
+    assert rc == 0, err
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 20
+    while True:
+        rc, _, err = await lanai("transcribe", str(wav), *flags, home=site.tmp / "client-home")
+        if rc == 1 and "PERMISSION_DENIED" in err and "revoked" in err:
+            break
+        assert loop.time() < deadline, err
+        await asyncio.sleep(0.2)
 
 
 async def test_revoked_key_and_node(site: Site, hello: bytes) -> None:
