@@ -10,7 +10,7 @@ from typing import Any
 
 import grpc
 
-from lanai.mesh import metrics
+from lanai.mesh import handlers, metrics
 from lanai.mesh.catalog import RPCS
 from lanai.mesh.router import FORWARDED
 from lanai.services.errors import (DeadlineExceeded, InvalidInput, LanaiError, ModelNotFound, ModelNotPrepared,
@@ -66,14 +66,7 @@ class LanaiInterceptor(grpc.aio.ServerInterceptor):
     def _wrap(self, handler: Any, path: str, routed: bool) -> Any:
         full_service, method = path[1:].split("/", 1)
         labels = (full_service.split(".")[1], method)  # /lanai.<service>.v1.<Name>/<Method>
-        if handler.request_streaming and handler.response_streaming:
-            inner, make = handler.stream_stream, grpc.stream_stream_rpc_method_handler
-        elif handler.request_streaming:
-            inner, make = handler.stream_unary, grpc.stream_unary_rpc_method_handler
-        elif handler.response_streaming:
-            inner, make = handler.unary_stream, grpc.unary_stream_rpc_method_handler
-        else:
-            inner, make = handler.unary_unary, grpc.unary_unary_rpc_method_handler
+        inner, make = handlers.parts(handler)
 
         async def unary(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
             started, code = time.perf_counter(), grpc.StatusCode.OK

@@ -9,7 +9,7 @@ from typing import Any
 
 import grpc
 
-from lanai.mesh import metrics
+from lanai.mesh import handlers, metrics
 from lanai.mesh.router import FORWARDED
 from lanai.mesh.security import pki
 from lanai.mesh.security.trust import Trust
@@ -73,14 +73,7 @@ def bearer(metadata: Any) -> str | None:
 
 def _guarded(handler: Any, check: Callable[[Context], None]) -> Any:
     """The same handler, with `check` run first (its error ends the call with its status)."""
-    if handler.request_streaming and handler.response_streaming:
-        inner, make = handler.stream_stream, grpc.stream_stream_rpc_method_handler
-    elif handler.request_streaming:
-        inner, make = handler.stream_unary, grpc.stream_unary_rpc_method_handler
-    elif handler.response_streaming:
-        inner, make = handler.unary_stream, grpc.unary_stream_rpc_method_handler
-    else:
-        inner, make = handler.unary_unary, grpc.unary_unary_rpc_method_handler
+    inner, make = handlers.parts(handler)
 
     async def refuse(context: Context, error: Unauthenticated | PermissionDenied) -> None:
         await context.abort(*status_for(error))
