@@ -23,6 +23,7 @@ from lanai.mesh.catalog import Rpc, requested_model
 from lanai.mesh.replay import ReplayableStream
 from lanai.mesh.placement import POLICIES, NoCandidate, Need, rank
 from lanai.mesh.premises import DEFAULT_ALLOWED, Premises
+from lanai.mesh.security import pki
 from lanai.mesh.security.policy import Policy
 from lanai.mesh.security.trust import HandshakeFailed, Trust, Untrusted
 from lanai.mesh.state import MeshState, NodeState, NodeView
@@ -144,7 +145,7 @@ class Router:
             peer = await asyncio.to_thread(trust.probe, host, int(port))
         except HandshakeFailed as exc:
             raise Untrusted(str(exc)) from None
-        if peer.role != "node":
+        if peer.role != pki.ROLE_NODE:
             raise Untrusted(f"presents a {peer.role} certificate ({peer.name}), not a node's")
         if trust.revoked(peer.name):
             raise Untrusted(f"{peer.name} was revoked from the mesh", "revoked")
