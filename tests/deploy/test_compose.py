@@ -533,7 +533,7 @@ def importlib_version(dist: str) -> str | None:
 def test_healthcheck_command_probes_a_real_router(tmp_path: Path) -> None:
     """The compose healthcheck, run against a real `lanai router`: healthy while it serves, not after."""
     test = lanai_services("base")["router"]["healthcheck"]["test"]
-    proc = subprocess.Popen([sys.executable, "-m", "lanai.mesh.cli", "router", "--host", "127.0.0.1", "--port", "0",
+    proc = subprocess.Popen([sys.executable, "-m", "lanai.mesh.cli", "router", "--insecure", "--host", "127.0.0.1", "--port", "0",
                              "--metrics-port", "-1", "--discovery", "none"], stdout=subprocess.PIPE, text=True,
                             env={**os.environ, "LANAI_HOME": str(tmp_path)})
     try:

@@ -177,6 +177,8 @@ Environment of every lanai container: LANAI_HOME, the pod name (the node id) and
 Flags every lanai process gets: listen on all pod addresses, metrics on, node id = pod name.
 */}}
 {{- define "lanai.commonArgs" -}}
+{{- /* Plaintext between pods for now: mesh certificates from a Secret are not wired into the chart yet. */}}
+- --insecure
 - --host
 - 0.0.0.0
 - --port
