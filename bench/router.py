@@ -49,13 +49,40 @@ interleaved), not across machines.
    one, and the client calls that failed (target: 0, the router retries unary calls that got no
    response on another node). The router runs at log level INFO here (its timestamps have 1 ms
    resolution, wall clock).
+6. TLS vs plaintext through the router, same run: two fleets side by side, each a node and a
+   router on 127.0.0.1. "plaintext" is the `--insecure` mode of parts 1-5 (one plaintext port per
+   process; the router dials the node's client port). "TLS" is the secure default: the node
+   creates a mesh in a LANAI_HOME of its own (sharing the prepared models through a symlink),
+   `lanai mesh key create` makes an API key there, and the router runs in the same home (it
+   holds the CA, so it issues itself a certificate) with `--peers` naming the node's mesh port:
+   router -> node is mutual TLS, client -> router is TLS (verified against the mesh CA) with the
+   key, passed as `grpc.access_token_call_credentials` composed with the channel credentials
+   (as the `lanai` CLI does), and, as a third, reference side, as plain per-call
+   `authorization` metadata on a TLS channel (gRPC Python runs a call-credentials plugin in a
+   new thread per call: this side shows what that costs). Measured after a warm-up, the fleets
+   strictly alternating (plaintext, TLS, plaintext, TLS with the key as metadata, ...; processes
+   that have just served a call answer the next one faster, so an ABC CBA order would favour
+   the two TLS sides, which share their router and node; the plaintext side gets twice the
+   calls): the two tiny calls of part 1 (target: TLS p50 <= 1.15x plaintext) and the real ~5 s
+   clip of part 2 (target: TLS p50 <= 1.01x plaintext; that ratio also carries the difference
+   between two node processes' compute, so the TLS cost is also given as the difference of the
+   medians of wall time - the compute the node reported), p50 and p90. New TCP
+   connections per call (target 0: channels are reused): /proc/net/tcp{,6} is read before the
+   measured calls, every ~2 s between them and after them, and every connection whose server
+   end is the router's client port or the port the router dials on the node is keyed by its
+   (client, server) address pair; a connection is new if its pair is new, if it is a different
+   socket (inode) than before, or if its TIME_WAIT timer restarted. A connection opened and
+   closed between two readings still shows: the side that closes first keeps it in TIME_WAIT
+   for 60 s. The machine-wide TCP ActiveOpens counter (/proc/net/snmp) over the same window is
+   reported too: an upper bound that includes every other process on this machine.
+   `--tls` runs only this part (JSON by default in bench/results/router-tls.json).
 
 Prints markdown tables and a verdict line per target, and writes every raw number, with the
 environment, to JSON. Every process is stopped with SIGTERM at the end of its part (SIGKILL
 after 10 s, reported: a process that does not stop by itself is a finding too). Needs espeak-ng
 on PATH and the model prepared in $LANAI_HOME.
 
-Run:  LANAI_HOME=/path/to/home python bench/router.py [--quick] [--out bench/results/router.json]
+Run:  LANAI_HOME=/path/to/home python bench/router.py [--quick] [--tls] [--out bench/results/router.json]
                                                       [--model tiny.en] [--calls 500] [--real 15]
 """
 
@@ -76,7 +103,7 @@ import sys
 import tempfile
 import time
 import wave
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -92,6 +119,10 @@ from lanai.services import models as model_cache
 
 TINY_RATIO_TARGET = 2.0
 REAL_RATIO_TARGET = 1.02
+TLS_TINY_TARGET = 1.15
+TLS_REAL_TARGET = 1.01
+CONN_SAMPLE_S = 2.0
+"""Part 6: how often /proc/net/tcp is read between the measured calls (TIME_WAIT lasts 60 s)."""
 START_TIMEOUT_S = 120.0
 UP_TIMEOUT_S = 30.0
 CALL_TIMEOUT_S = 30.0
@@ -100,9 +131,13 @@ LIST_POLL_S = 0.01
 STOP_TIMEOUT_S = 10.0
 LANAI = [sys.executable, "-m", "lanai.mesh.cli"]
 READY = re.compile(r" ready on \S+:(\d+)")
+MESH_PORT = re.compile(r" mesh_port=(\d+)")
 UPSTREAM_OPTIONS = [("grpc.max_send_message_length", -1), ("grpc.max_receive_message_length", -1)]
 """The bare hop's channel to the node: the limits the router's channels set."""
 SIDES = ("direct", "bare", "routed")
+TLS_SIDES = ("plaintext", "tls", "tls-metadata")
+"""Part 6: through the --insecure router; through the TLS router with the key as call credentials
+(as the CLI sends it); the same with the key as per-call metadata (reference, tiny calls only)."""
 LOG_LINE = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) (\w+) (\S+): (.*)$")
 
 TINY_REQUESTS = {
@@ -128,10 +163,16 @@ class Proc:
     spawned_wall: float
     ready_at: float = 0.0
     port: int = 0
+    mesh_port: int = 0
+    """The mutual-TLS port of a secure process (0 when --insecure)."""
 
     @property
     def address(self) -> str:
         return f"127.0.0.1:{self.port}"
+
+    @property
+    def mesh_address(self) -> str:
+        return f"127.0.0.1:{self.mesh_port}"
 
 
 @dataclass
@@ -146,10 +187,13 @@ class Stopped:
 
 class Fleet:
     """Starts processes and stops every one of them on exit (SIGTERM, then SIGKILL), last
-    started first; `stops` records how each one went."""
+    started first; `stops` records how each one went. `secure`: the secure default (a mesh in
+    `home`, mutual TLS on a mesh port picked by the kernel, TLS + API keys on the client port)
+    instead of --insecure."""
 
-    def __init__(self, workdir: Path, home: Path, model: str, stops: list[Stopped]) -> None:
+    def __init__(self, workdir: Path, home: Path, model: str, stops: list[Stopped], *, secure: bool = False) -> None:
         self._dir, self._home, self._model = workdir, home, model
+        self._trust = ["--mesh-port", "0"] if secure else ["--insecure"]
         self._procs: list[Proc] = []
         self.stops = stops
 
@@ -166,13 +210,13 @@ class Fleet:
 
     def spawn_node(self, node_id: str, port: int = 0) -> Awaitable[Proc]:
         return self._spawn(node_id, [*LANAI, "--log-level", "WARNING",
-            "node", "--insecure", "--services", "speech", "--host", "127.0.0.1", "--port", str(port), "--metrics-port", "-1", "--home", str(self._home),
+            "node", *self._trust, "--services", "speech", "--host", "127.0.0.1", "--port", str(port), "--metrics-port", "-1", "--home", str(self._home),
             "--speech-models", self._model, "--discovery", "none", "--no-router", "--node-id", node_id,
             "--grace", "1"])
 
     def spawn_router(self, router_id: str, peers: Sequence[str], log_level: str = "WARNING") -> Awaitable[Proc]:
         return self._spawn(router_id, [*LANAI, "--log-level", log_level,
-            "router", "--insecure", "--host", "127.0.0.1", "--port", "0", "--metrics-port", "-1", "--home", str(self._home),
+            "router", *self._trust, "--host", "127.0.0.1", "--port", "0", "--metrics-port", "-1", "--home", str(self._home),
             "--peers", ",".join(peers), "--node-id", router_id, "--grace", "1"])
 
     async def node(self, node_id: str, port: int = 0) -> Proc:
@@ -216,6 +260,8 @@ async def wait_ready(proc: Proc) -> None:
             break
         if match := READY.search(line):
             proc.ready_at, proc.port = time.perf_counter(), int(match.group(1))
+            if mesh := MESH_PORT.search(line):
+                proc.mesh_port = int(mesh.group(1))
             return
     await asyncio.sleep(0.2)  # let a dying process finish its log
     tail = proc.log_path.read_text(errors="replace")[-2000:]
@@ -306,6 +352,9 @@ class HopResult:
     compute_s: dict[str, list[float]] = field(default_factory=dict)
     """Side -> compute_ms the node reported (real transcriptions only)."""
     audio_s: float = 0.0
+    top: str = "routed"
+    bottom: str = "direct"
+    """The target is on p50(top) / p50(bottom)."""
 
     def p(self, side: str, q: float) -> float | None:
         return pct(self.seconds[side], q) if self.seconds.get(side) else None
@@ -316,7 +365,7 @@ class HopResult:
 
     @property
     def p50_ratio(self) -> float:
-        return pct(self.seconds["routed"], 50) / pct(self.seconds["direct"], 50)
+        return pct(self.seconds[self.top], 50) / pct(self.seconds[self.bottom], 50)
 
     @property
     def passed(self) -> bool:
@@ -604,6 +653,351 @@ def summarise_kill(r: KillTrial) -> None:
     r.last_attempt_s = max(attempts) if attempts else None
 
 
+# ---------------------------------------------------------------- 6. TLS vs plaintext
+
+
+TCP_STATES = {"01": "ESTABLISHED", "02": "SYN_SENT", "03": "SYN_RECV", "04": "FIN_WAIT1", "05": "FIN_WAIT2",
+              "06": "TIME_WAIT", "07": "CLOSE", "08": "CLOSE_WAIT", "09": "LAST_ACK", "0A": "LISTEN",
+              "0B": "CLOSING", "0C": "NEW_SYN_RECV"}
+
+
+@dataclass(frozen=True)
+class Socket:
+    """One end of a TCP connection as /proc/net/tcp lists it."""
+
+    state: str
+    inode: int
+    """0 once in TIME_WAIT (the socket is gone, the kernel keeps the connection's record)."""
+    timer_ticks: int
+    """What is left of the socket's timer, in clock ticks: in TIME_WAIT, of its 60 s."""
+
+
+Ends = dict[tuple[str, str, str], Socket]
+"""(client address, server address, "client" or "server") -> that end; addresses as /proc
+writes them (hex IP:port), so both ends of one loopback connection name it alike."""
+
+
+def tcp_ends(server_ports: Collection[int]) -> Ends:
+    """Every end of every TCP connection on this machine whose server side is one of
+    `server_ports`, in any state but LISTEN."""
+    found: Ends = {}
+    for path in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(path).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            local, remote, state = fields[1], fields[2], TCP_STATES.get(fields[3], fields[3])
+            if state == "LISTEN":
+                continue
+            timer = fields[5].split(":")  # "tr:tm->when"
+            end = Socket(state, int(fields[9]), int(timer[1], 16) if timer[0] != "00" else 0)
+            if int(local.rsplit(":", 1)[1], 16) in server_ports:
+                found[(remote, local, "server")] = end
+            elif int(remote.rsplit(":", 1)[1], 16) in server_ports:
+                found[(local, remote, "client")] = end
+    return found
+
+
+def opened_between(before: Ends, after: Ends) -> set[tuple[str, str]]:
+    """The connections (client, server) of `after` opened since `before` was read: a new address
+    pair, a different socket at either end, or a TIME_WAIT that started again (a later
+    connection reusing the pair, which Linux allows on loopback)."""
+    opened = set()
+    for key, now in after.items():
+        then = before.get(key)
+        if (then is None or (now.inode and now.inode != then.inode)
+                or (now.state == then.state == "TIME_WAIT" and now.timer_ticks > then.timer_ticks)):
+            opened.add(key[:2])
+    return opened
+
+
+def tcp_active_opens() -> int:
+    """This machine's (network namespace's) count of connect()s that sent a SYN, all processes."""
+    lines = [line.split() for line in Path("/proc/net/snmp").read_text().splitlines() if line.startswith("Tcp:")]
+    return int(lines[1][lines[0].index("ActiveOpens")])
+
+
+@dataclass
+class Connections:
+    """TCP connections opened to each watched server port during one measured window."""
+
+    window: str
+    ports: dict[str, int]
+    """Role ("TLS: router -> node mesh port", ...) -> the server port."""
+    calls: dict[str, int] = field(default_factory=dict)
+    """Role -> calls that went over it in the window."""
+    opened: dict[str, int] = field(default_factory=dict)
+    open_at_end: dict[str, int] = field(default_factory=dict)
+    """Role -> connections ESTABLISHED at the end of the window."""
+    machine_active_opens: int = 0
+    """Machine-wide ActiveOpens over the window (every process: an upper bound)."""
+    seconds: float = 0.0
+    samples: int = 0
+    seen: list[str] = field(default_factory=list)
+    """Each new connection: when (s into the window), where, and its ends' states then."""
+
+    def per_call(self, role: str) -> float | None:
+        return self.opened[role] / self.calls[role] if self.calls.get(role) else None
+
+    @property
+    def tls_passed(self) -> bool:
+        return all(self.opened[r] == 0 for r in self.ports if r.startswith("TLS"))
+
+
+class ConnWatch:
+    """Reads /proc/net/tcp at start(), on tick() at most every CONN_SAMPLE_S, and at finish();
+    counts the connections opened between consecutive readings, per watched port."""
+
+    def __init__(self, window: str, ports: Mapping[str, int]) -> None:
+        self.result = Connections(window, dict(ports))
+        self._by_port = {port: role for role, port in ports.items()}
+        self._opened = {role: 0 for role in ports}
+        self._last: Ends = {}
+        self._last_at = self._started = 0.0
+        self._opens = 0
+
+    def start(self) -> None:
+        self._last, self._opens = tcp_ends(self._by_port), tcp_active_opens()
+        self._last_at = self._started = time.perf_counter()
+        self.result.samples = 1
+
+    def tick(self) -> None:
+        if time.perf_counter() - self._last_at >= CONN_SAMPLE_S:
+            self._sample()
+
+    def _sample(self) -> Ends:
+        now = tcp_ends(self._by_port)
+        for client, server in opened_between(self._last, now):
+            role = self._by_port[int(server.rsplit(":", 1)[1], 16)]
+            self._opened[role] += 1
+            states = "/".join(f"{end} {now[(client, server, end)].state}" for end in ("client", "server")
+                              if (client, server, end) in now)
+            self.result.seen.append(f"{time.perf_counter() - self._started:.1f} s: {role}: {client} -> {server} "
+                                    f"({states})")
+        self._last, self._last_at = now, time.perf_counter()
+        self.result.samples += 1
+        return now
+
+    def finish(self, calls: Mapping[str, int]) -> Connections:
+        end = self._sample()
+        r = self.result
+        r.machine_active_opens = tcp_active_opens() - self._opens
+        r.seconds = time.perf_counter() - self._started
+        r.calls = dict(calls)
+        r.opened = dict(self._opened)
+        established = {(c, s) for (c, s, _), e in end.items() if e.state == "ESTABLISHED"}
+        r.open_at_end = {role: sum(1 for _, s in established if int(s.rsplit(":", 1)[1], 16) == port)
+                         for role, port in r.ports.items()}
+        return r
+
+
+class KeyAsMetadata:
+    """A Speech stub whose calls carry the API key as plain `authorization` metadata."""
+
+    def __init__(self, stub: speech_pb2_grpc.SpeechAsyncStub, key: str) -> None:
+        self._stub, self._metadata = stub, (("authorization", f"Bearer {key}"),)
+
+    def Transcribe(self, request: speech_pb2.TranscribeRequest, timeout: float | None = None) -> Any:  # noqa: N802
+        return self._stub.Transcribe(request, timeout=timeout, metadata=self._metadata)
+
+
+@dataclass
+class TlsRun:
+    tiny: list[HopResult] = field(default_factory=list)
+    real: HopResult | None = None
+    connections: list[Connections] = field(default_factory=list)
+    setup: dict[str, Any] = field(default_factory=dict)
+    """How the secure side came up: ports, refusals seen while waiting for the key and the node."""
+
+
+async def alternate(rounds: int, plaintext: Call, tls: Sequence[Call],
+                    after_round: Callable[[], None] | None = None) -> None:
+    """Rounds of P T1 P T2 ...: a call through one fleet never follows one through the same
+    fleet. (Processes that have just served a call answer the next one faster, so an ABC CBA
+    order over plaintext, tls and tls-metadata would favour the two TLS sides, which share their
+    router and node.) `after_round` runs, untimed, after each round."""
+    for _ in range(rounds):
+        for call in tls:
+            await plaintext()
+            await call()
+        if after_round is not None:
+            after_round()
+
+
+async def measure_tls_tiny(stubs: Mapping[str, Any], calls: int, warmup: int, watch: ConnWatch) -> list[HopResult]:
+    """`calls` per TLS side and kind (the plaintext side gets twice as many: one before each TLS call)."""
+    results = {name: HopResult(name, TLS_TINY_TARGET, {side: [] for side in stubs}, top="tls", bottom="plaintext")
+               for name in TINY_REQUESTS}
+
+    def one(side: str, name: str, keep: bool) -> Call:
+        async def call() -> None:
+            seconds = await tiny_call(stubs[side], TINY_REQUESTS[name])
+            if keep:
+                results[name].seconds[side].append(seconds)
+        return call
+
+    tls_sides = [side for side in stubs if side != "plaintext"]
+    for keep, rounds in ((False, warmup), (True, calls)):
+        if keep:
+            watch.start()
+        for _ in range(rounds):
+            for name in TINY_REQUESTS:  # the kinds interleaved too, so both see the same machine
+                await alternate(1, one("plaintext", name, keep), [one(side, name, keep) for side in tls_sides],
+                                watch.tick)
+    return list(results.values())
+
+
+async def measure_tls_real(stubs: Mapping[str, Any], wav: bytes, audio_s: float, calls: int,
+                           watch: ConnWatch) -> HopResult:
+    result = HopResult("real", TLS_REAL_TARGET, {side: [] for side in stubs}, {side: [] for side in stubs},
+                       audio_s=audio_s, top="tls", bottom="plaintext")
+
+    def one(side: str, keep: bool) -> Call:
+        async def call() -> None:
+            await asyncio.sleep(0.05)  # neither side starts while the other's threads still spin
+            seconds, response = await real_call(stubs[side], wav)
+            if keep:
+                result.seconds[side].append(seconds)
+                result.compute_s[side].append(response.served_by.compute_ms / 1000)
+        return call
+
+    await alternate(1, one("plaintext", False), [one("tls", False)])  # warm-up
+    watch.start()
+    await alternate(calls, one("plaintext", True), [one("tls", True)], watch.tick)
+    return result
+
+
+def shared_home(path: Path, home: Path) -> Path:
+    """A LANAI_HOME of its own (so its own mesh) whose models are those prepared in `home`."""
+    path.mkdir()
+    (path / "models").symlink_to((home / "models").resolve())
+    return path
+
+
+async def create_key(home: Path, name: str = "bench") -> str:
+    proc = await asyncio.create_subprocess_exec(
+        *LANAI, "mesh", "key", "create", name, "--home", str(home), stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE, env={**os.environ, "LANAI_HOME": str(home)})
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    key = next((w for w in out.decode().split() if w.startswith("lanai_")), None)
+    if proc.returncode or key is None:
+        raise RuntimeError(f"`lanai mesh key create` failed ({proc.returncode}): {err.decode()[-1000:]}")
+    return key
+
+
+async def until_forwarded(stub: speech_pb2_grpc.SpeechAsyncStub | KeyAsMetadata,
+                          timeout: float = UP_TIMEOUT_S) -> dict[str, int]:
+    """Poll with the "no audio" call until the node answers it through the router (the key is
+    live on the router, the node is UP there); the refusals seen before, by status."""
+    refused: dict[str, int] = {}
+    deadline = time.perf_counter() + timeout
+    while True:
+        try:
+            await tiny_call(stub, TINY_REQUESTS["no audio"])  # type: ignore[arg-type]
+            return refused
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() not in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.UNAVAILABLE) \
+                    or time.perf_counter() > deadline:
+                raise
+            refused[exc.code().name] = refused.get(exc.code().name, 0) + 1
+        await asyncio.sleep(POLL_S)
+
+
+def secure_channel(address: str, credentials: grpc.ChannelCredentials) -> grpc.aio.Channel:
+    return grpc.aio.secure_channel(address, credentials, options=[("grpc.max_receive_message_length", 64 << 20),
+                                                                  ("grpc.max_send_message_length", 64 << 20)])
+
+
+async def tls_phase(plan: Plan, workdir: Path, home: Path, clip: tuple[bytes, float], results: Results) -> None:
+    run = results.tls = TlsRun()
+    tls_home = shared_home(workdir / "tls-home", home)
+    async with Fleet(workdir, home, plan.model, results.stops) as plain, \
+            Fleet(workdir, tls_home, plan.model, results.stops, secure=True) as secure:
+        plain_node, tls_node = await asyncio.gather(plain.node("plainnode"), secure.node("tlsnode"))
+        key = await create_key(tls_home)  # the node made the mesh; the router starts with the key in its policy
+        plain_router, tls_router = await asyncio.gather(plain.router("plainrouter", [plain_node.address]),
+                                                        secure.router("tlsrouter", [tls_node.mesh_address]))
+        tls = grpc.ssl_channel_credentials((tls_home / "mesh" / "ca.crt").read_bytes())
+        with_key = grpc.composite_channel_credentials(tls, grpc.access_token_call_credentials(key))
+        async with channel(plain_router.address) as plain_ch, secure_channel(tls_router.address, with_key) as tls_ch, \
+                secure_channel(tls_router.address, tls) as md_ch:
+            stubs: dict[str, Any] = {"plaintext": speech_pb2_grpc.SpeechStub(plain_ch),
+                                     "tls": speech_pb2_grpc.SpeechStub(tls_ch),
+                                     "tls-metadata": KeyAsMetadata(speech_pb2_grpc.SpeechStub(md_ch), key)}
+            run.setup["refused_before_forwarded"] = {side: await until_forwarded(stub) for side, stub in stubs.items()}
+            await wait_up(mesh_pb2_grpc.MeshStub(plain_ch), [plain_node.address])
+            await wait_up(mesh_pb2_grpc.MeshStub(tls_ch), [tls_node.mesh_address])
+            ports = {"plaintext: client -> router": plain_router.port, "plaintext: router -> node": plain_node.port,
+                     "TLS: client -> router": tls_router.port, "TLS: router -> node mesh port": tls_node.mesh_port}
+            run.setup["ports"] = {**ports, "TLS: node client port (unused)": tls_node.port,
+                                  "TLS: router mesh port (unused)": tls_router.mesh_port}
+            watch = ConnWatch("tiny calls", ports)
+            run.tiny = await measure_tls_tiny(stubs, plan.tls_calls, plan.tls_warmup, watch)
+            run.connections.append(watch.finish(calls_over(ports, {s: sum(len(r.seconds[s]) for r in run.tiny)
+                                                                   for s in TLS_SIDES})))
+            emit("\n## 6. TLS vs plaintext through the router: tiny requests (refused by the node with "
+                 "INVALID_ARGUMENT), interleaved\n")
+            emit(tls_table(run.tiny))
+            watch = ConnWatch("real transcriptions", ports)
+            real_stubs = {s: stubs[s] for s in ("plaintext", "tls")}
+            run.real = await measure_tls_real(real_stubs, *clip, plan.tls_real, watch)
+            run.connections.append(watch.finish(calls_over(ports, {s: len(run.real.seconds[s]) for s in real_stubs})))
+            emit(f"\n### TLS vs plaintext, real transcription ({plan.model}, default node config), interleaved\n")
+            emit(tls_table([run.real]))
+            emit("\n" + tls_real_summary(run.real))
+            emit("\n### New TCP connections during the measured calls (after the warm-up)\n")
+            emit(connections_table(run.connections))
+
+
+def calls_over(ports: Mapping[str, int], calls: Mapping[str, int]) -> dict[str, int]:
+    """Role -> calls that went over it: the plaintext side's over the plaintext ports, both TLS sides' over the TLS ones."""
+    tls = sum(n for side, n in calls.items() if side.startswith("tls"))
+    return {role: calls.get("plaintext", 0) if role.startswith("plaintext") else tls for role in ports}
+
+
+def tls_table(results: Sequence[HopResult]) -> str:
+    def ratio(value: float | None) -> str:
+        return "-" if value is None else f"{value:.3f}"
+
+    rows = [[r.request + (f" ({r.audio_s:.1f} s clip)" if r.audio_s else ""),
+             f"{len(r.seconds['plaintext'])} / {len(r.seconds['tls'])}",
+             ms(r.p("plaintext", 50)), ms(r.p("tls", 50)), ratio(r.ratio("tls", "plaintext")),
+             ms(r.p("plaintext", 90)), ms(r.p("tls", 90)), ratio(r.ratio("tls", "plaintext", 90)),
+             ms(r.p("tls-metadata", 50)), ratio(r.ratio("tls-metadata", "plaintext")),
+             f"<= {r.target:.2f}", verdict(r.passed)] for r in results]
+    return table(["request", "calls plaintext / TLS", "plaintext p50 ms", "TLS p50 ms", "TLS/plaintext p50",
+                  "plaintext p90 ms", "TLS p90 ms", "TLS/plaintext p90", "TLS, key as metadata p50 ms",
+                  "metadata/plaintext p50", "target (TLS/plaintext p50)", "verdict"], rows)
+
+
+def tls_real_summary(r: HopResult) -> str:
+    overhead = real_overhead_ms(r)
+    extra = overhead["tls"] - overhead["plaintext"]
+    compute = statistics.median(r.compute_s["tls"]) / statistics.median(r.compute_s["plaintext"])
+    return (f"wall - node compute, median: plaintext {overhead['plaintext']:.1f} ms, TLS {overhead['tls']:.1f} ms: "
+            f"TLS costs {extra:.1f} ms, {extra / (1000 * pct(r.seconds['plaintext'], 50)) * 100:.2f}% of the "
+            f"plaintext p50. The node's own compute differed by {abs(compute - 1) * 100:.1f}% between the sides "
+            "(same work, two node processes: the noise floor of the wall-time ratio).")
+
+
+def connections_table(windows: Sequence[Connections]) -> str:
+    rows = []
+    for w in windows:
+        for role, port in w.ports.items():
+            per_call = w.per_call(role)
+            rows.append([w.window, role, port, w.calls[role], w.opened[role],
+                         "-" if per_call is None else f"{per_call:.3f}", w.open_at_end[role],
+                         "0" if role.startswith("TLS") else "-",
+                         verdict(w.opened[role] == 0) if role.startswith("TLS") else "-"])
+    out = table(["window", "connection", "server port", "calls over it", "new connections", "per call",
+                 "established at end", "target (new)", "verdict"], rows)
+    return out + "\n\n" + "; ".join(
+        f"{w.window}: {w.samples} readings of /proc/net/tcp over {w.seconds:.1f} s, machine-wide TCP ActiveOpens "
+        f"+{w.machine_active_opens} (every process on this machine)" for w in windows)
+
+
 # ---------------------------------------------------------------- reporting
 
 
@@ -748,12 +1142,21 @@ class Plan:
     kill_trials: int
     kill_before_s: float
     kill_after_s: float
+    tls_calls: int
+    """Part 6: tiny calls per side and kind."""
+    tls_warmup: int
+    tls_real: int
+    """Part 6: real transcriptions per side."""
+    tls_only: bool = False
+    """Only part 6 (--tls)."""
 
 
 def plan_from(args: argparse.Namespace) -> Plan:
     if args.quick:
-        return Plan(args.model, args.calls or 200, 20, args.real or 5, (1, 4, 16), 2.0, (0.0,), 1, 1.5, 2.0)
-    return Plan(args.model, args.calls or 500, 50, args.real or 15, (1, 4, 16), 4.0, (0.0, 4.0), 2, 2.0, 3.0)
+        return Plan(args.model, args.calls or 200, 20, args.real or 5, (1, 4, 16), 2.0, (0.0,), 1, 1.5, 2.0,
+                    args.calls or 200, 20, args.real or 5, args.tls)
+    return Plan(args.model, args.calls or 500, 50, args.real or 15, (1, 4, 16), 4.0, (0.0, 4.0), 2, 2.0, 3.0,
+                args.calls or 500, 50, args.real or 30, args.tls)
 
 
 @dataclass
@@ -763,6 +1166,7 @@ class Results:
     throughput: list[Window] = field(default_factory=list)
     cold: list[ColdStart] = field(default_factory=list)
     kill: list[KillTrial] = field(default_factory=list)
+    tls: TlsRun | None = None
     stops: list[Stopped] = field(default_factory=list)
 
 
@@ -809,21 +1213,10 @@ async def run(plan: Plan, home: Path, out: Path) -> Results:
     with tempfile.TemporaryDirectory(prefix="lanai-bench-router-") as tmp:
         workdir = Path(tmp)
         real_clip, short_clip = say(REAL_TEXT, workdir), say(SHORT_TEXT, workdir)
-        async with Fleet(workdir, home, plan.model, results.stops) as fleet:
-            await hop_phase(plan, fleet, real_clip, results)
-        for trial, idle_s in enumerate(plan.cold_router_idle_s):
-            async with Fleet(workdir, home, plan.model, results.stops) as fleet:
-                results.cold.append(await cold_start(fleet, trial, idle_s))
-        emit("\n## 4. Node start -> first routed request (router started first, `--peers` naming the node's "
-             f"port; polled every {POLL_S * 1000:.0f} ms)\n")
-        emit(cold_table(results.cold))
-        for trial in range(plan.kill_trials):
-            async with Fleet(workdir, home, plan.model, results.stops) as fleet:
-                results.kill.append(await kill_trial(fleet, trial, short_clip[0], plan.kill_before_s,
-                                                     plan.kill_after_s))
-        emit(f"\n## 5. SIGKILL -> not chosen (2 nodes, 2 callers sending a {short_clip[1]:.1f} s clip through the "
-             f"router; ListNodes polled every {LIST_POLL_S * 1000:.0f} ms)\n")
-        emit(kill_table(results.kill))
+        if plan.tls_only:
+            await tls_phase(plan, workdir, home, real_clip, results)
+        else:
+            await all_phases(plan, workdir, home, real_clip, short_clip, results)
     env["load_average_at_end"] = os.getloadavg()
     emit("\n## Verdicts\n")
     for verdict_line in verdicts(results):
@@ -831,6 +1224,26 @@ async def run(plan: Plan, home: Path, out: Path) -> Results:
     write_json(out, env, plan, results, real_clip[1], short_clip[1])
     emit(f"\nraw numbers: {out}")
     return results
+
+
+async def all_phases(plan: Plan, workdir: Path, home: Path, real_clip: tuple[bytes, float],
+                     short_clip: tuple[bytes, float], results: Results) -> None:
+    async with Fleet(workdir, home, plan.model, results.stops) as fleet:
+        await hop_phase(plan, fleet, real_clip, results)
+    for trial, idle_s in enumerate(plan.cold_router_idle_s):
+        async with Fleet(workdir, home, plan.model, results.stops) as fleet:
+            results.cold.append(await cold_start(fleet, trial, idle_s))
+    emit("\n## 4. Node start -> first routed request (router started first, `--peers` naming the node's "
+         f"port; polled every {POLL_S * 1000:.0f} ms)\n")
+    emit(cold_table(results.cold))
+    for trial in range(plan.kill_trials):
+        async with Fleet(workdir, home, plan.model, results.stops) as fleet:
+            results.kill.append(await kill_trial(fleet, trial, short_clip[0], plan.kill_before_s,
+                                                 plan.kill_after_s))
+    emit(f"\n## 5. SIGKILL -> not chosen (2 nodes, 2 callers sending a {short_clip[1]:.1f} s clip through the "
+         f"router; ListNodes polled every {LIST_POLL_S * 1000:.0f} ms)\n")
+    emit(kill_table(results.kill))
+    await tls_phase(plan, workdir, home, real_clip, results)
 
 
 def verdicts(results: Results) -> list[str]:
@@ -853,10 +1266,33 @@ def verdicts(results: Results) -> list[str]:
     if results.cold:
         lines.append("- node start -> first routed answer (no target): " + ", ".join(
             f"{t.first_routed_s:.2f} s ({ms(t.router_share_s)} ms after its ready line)" for t in results.cold))
+    if results.tls is not None:
+        lines.extend(tls_verdicts(results.tls))
     killed = [s for s in results.stops if s.killed]
     lines.append(f"- shutdown: {len(results.stops) - len(killed)}/{len(results.stops)} processes exited within "
                  f"{STOP_TIMEOUT_S:.0f} s of SIGTERM" + (f"; SIGKILLed: {', '.join(s.name for s in killed)}"
                                                          if killed else ""))
+    return lines
+
+
+def tls_verdicts(run: TlsRun) -> list[str]:
+    lines = []
+    for r in run.tiny:
+        md = r.ratio("tls-metadata", "plaintext")
+        lines.append(f"- TLS, tiny request \"{r.request}\": TLS/plaintext p50 {r.p50_ratio:.3f} (target <= {r.target:.2f}): "
+                     f"{verdict(r.passed)} ({ms(r.p('tls', 50))} vs {ms(r.p('plaintext', 50))} ms); p90 ratio "
+                     f"{r.ratio('tls', 'plaintext', 90):.3f}; with the key as plain metadata instead of call credentials "
+                     f"{md:.3f}.")
+    if run.real is not None:
+        r = run.real
+        lines.append(f"- TLS, real transcription: TLS/plaintext p50 {r.p50_ratio:.3f} (target <= {r.target:.2f}): "
+                     f"{verdict(r.passed)}; p90 ratio {r.ratio('tls', 'plaintext', 90):.3f}")
+    for w in run.connections:
+        tls_roles = [role for role in w.ports if role.startswith("TLS")]
+        opened = sum(w.opened[role] for role in tls_roles)
+        calls = w.calls[tls_roles[0]] if tls_roles else 0
+        lines.append(f"- TLS, new connections during the {w.window} ({calls} TLS calls): {opened} (target 0): "
+                     f"{verdict(w.tls_passed)}; plaintext side: {sum(w.opened.values()) - opened}")
     return lines
 
 
@@ -867,8 +1303,10 @@ def write_json(out: Path, env: dict[str, Any], plan: Plan, results: Results, rea
                   "routed_direct_p99": r.ratio("routed", "direct", 99), "bare_direct_p50": r.ratio("bare", "direct"),
                   "routed_bare_p50": r.ratio("routed", "bare")} for r in results.tiny],
         "throughput_calls_per_s": [{"callers": n, **{s: merged(results.throughput, s, n).calls_per_s for s in SIDES}}
-                                   for n in plan.throughput_levels],
+                                   for n in plan.throughput_levels] if results.throughput else [],
     }
+    if results.tls is not None:
+        summary["tls"] = tls_summary(results.tls)
     if results.real is not None:
         summary["real"] = {"routed_direct_p50": results.real.p50_ratio, "passed": results.real.passed,
                            "wall_minus_compute_median_ms": real_overhead_ms(results.real)}
@@ -878,6 +1316,22 @@ def write_json(out: Path, env: dict[str, Any], plan: Plan, results: Results, rea
               "summary": summary, "results": raw}
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(rounded(report), indent=1) + "\n")
+
+
+def tls_summary(run: TlsRun) -> dict[str, Any]:
+    def hop(r: HopResult) -> dict[str, Any]:
+        return {"request": r.request, "passed": r.passed, "target_p50_ratio": r.target,
+                "p50_s": {s: r.p(s, 50) for s in r.seconds}, "p90_s": {s: r.p(s, 90) for s in r.seconds},
+                "tls_plaintext_p50": r.p50_ratio, "tls_plaintext_p90": r.ratio("tls", "plaintext", 90),
+                "metadata_plaintext_p50": r.ratio("tls-metadata", "plaintext")}
+
+    summary: dict[str, Any] = {"tiny": [hop(r) for r in run.tiny], "connections": [
+        {"window": w.window, "passed": w.tls_passed, "opened": w.opened, "calls": w.calls,
+         "per_call": {role: w.per_call(role) for role in w.ports}, "open_at_end": w.open_at_end,
+         "machine_active_opens": w.machine_active_opens} for w in run.connections]}
+    if run.real is not None:
+        summary["real"] = {**hop(run.real), "wall_minus_compute_median_ms": real_overhead_ms(run.real)}
+    return summary
 
 
 def window_record(w: Window) -> dict[str, Any]:
@@ -905,10 +1359,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     p.add_argument("--model", default="tiny.en", help="speech model name or directory (default tiny.en)")
     p.add_argument("--calls", type=int, default=0, help="tiny calls per side and kind (default 500; --quick 200)")
-    p.add_argument("--real", type=int, default=0, help="real transcriptions per side (default 15; --quick 5)")
-    p.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results" / "router.json",
-                   help="JSON file for the raw numbers (default bench/results/router.json)")
+    p.add_argument("--real", type=int, default=0,
+                   help="real transcriptions per side (default 15, in part 6 30; --quick 5)")
+    p.add_argument("--out", type=Path, default=None,
+                   help="JSON file for the raw numbers (default bench/results/router.json; --tls: router-tls.json)")
     p.add_argument("--quick", action="store_true", help="fewer calls, trials and seconds: a smoke test")
+    p.add_argument("--tls", action="store_true",
+                   help="only part 6: TLS vs plaintext through the router (tiny and real calls, new connections)")
     p.add_argument("--bare-proxy-for", metavar="HOST:PORT", help=argparse.SUPPRESS)  # the bare hop's process
     args = p.parse_args(argv)
     if args.bare_proxy_for:
@@ -916,8 +1373,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.calls < 0 or args.real < 0:
         p.error("--calls and --real must not be negative (0: the default)")
+    out = args.out or Path(__file__).resolve().parent / "results" / ("router-tls.json" if args.tls else "router.json")
     try:
-        asyncio.run(run(plan_from(args), model_cache.default_home(), args.out))
+        asyncio.run(run(plan_from(args), model_cache.default_home(), out))
     except (RuntimeError, OSError, subprocess.SubprocessError, grpc.aio.AioRpcError) as exc:
         print(f"bench/router.py: {exc}", file=sys.stderr)
         return 1
