@@ -67,14 +67,17 @@ interleaved), not across machines.
    clip of part 2 (target: TLS p50 <= 1.01x plaintext; that ratio also carries the difference
    between two node processes' compute, so the TLS cost is also given as the difference of the
    medians of wall time - the compute the node reported), p50 and p90. New TCP
-   connections per call (target 0: channels are reused): /proc/net/tcp{,6} is read before the
-   measured calls, every ~2 s between them and after them, and every connection whose server
-   end is the router's client port or the port the router dials on the node is keyed by its
-   (client, server) address pair; a connection is new if its pair is new, if it is a different
-   socket (inode) than before, or if its TIME_WAIT timer restarted. A connection opened and
-   closed between two readings still shows: the side that closes first keeps it in TIME_WAIT
-   for 60 s. The machine-wide TCP ActiveOpens counter (/proc/net/snmp) over the same window is
-   reported too: an upper bound that includes every other process on this machine.
+   connections per call (target 0: channels are reused), to the router's client port and to
+   the port the router dials on the node, during the measured calls: every TCP connection
+   starts with a SYN, so a packet socket on `lo` counts the SYNs to those ports (a kernel BPF
+   filter hands it only SYNs, so it costs nothing per call; it is read, without blocking,
+   between calls; its drop counter must stay 0). That needs CAP_NET_RAW (root); as a
+   cross-check, and alone without it, /proc/net/tcp{,6} is read before, every ~2 s between and
+   after the calls: a connection is new if its (client, server) address pair is new, if either
+   end is a different socket (inode), or if its TIME_WAIT timer restarted. That count is a
+   lower bound: a connection closed with a reset leaves no TIME_WAIT behind. The machine-wide
+   TCP ActiveOpens counter (/proc/net/snmp) over the same window is reported too: an upper
+   bound that includes every other process on this machine.
    `--tls` runs only this part (JSON by default in bench/results/router-tls.json).
 
 Prints markdown tables and a verdict line per target, and writes every raw number, with the
@@ -674,7 +677,9 @@ class Socket:
 
 Ends = dict[tuple[str, str, str], Socket]
 """(client address, server address, "client" or "server") -> that end; addresses as /proc
-writes them (hex IP:port), so both ends of one loopback connection name it alike."""
+writes them (hex IP:port), so both ends of one loopback connection name it alike when their
+sockets are of one family (gRPC's are IPv6 sockets with IPv4-mapped addresses; a connection
+between an IPv4 and an IPv6 socket would count twice: an overcount, never a miss)."""
 
 
 def tcp_ends(server_ports: Collection[int]) -> Ends:
@@ -713,6 +718,76 @@ def opened_between(before: Ends, after: Ends) -> set[tuple[str, str]]:
     return opened
 
 
+SYN_FILTER = ((0x28, 0, 0, 12), (0x15, 0, 9, 0x800), (0x30, 0, 0, 23), (0x15, 0, 7, 6), (0x28, 0, 0, 20),
+              (0x45, 5, 0, 0x1FFF), (0xB1, 0, 0, 14), (0x50, 0, 0, 27), (0x54, 0, 0, 0x12), (0x15, 0, 1, 2),
+              (0x06, 0, 0, 0x40000), (0x06, 0, 0, 0))
+"""Classic BPF (`tcpdump -dd 'ip and tcp[tcpflags] & (tcp-syn|tcp-ack) == tcp-syn'`): IPv4 TCP
+SYNs without ACK, i.e. connection attempts; the kernel drops every other packet."""
+SOL_PACKET, PACKET_STATISTICS, SO_ATTACH_FILTER, ETH_P_IP, PACKET_OUTGOING = 263, 6, 26, 0x0800, 4
+
+
+class SynCounter:
+    """Connection attempts to `ports` on the loopback interface, counted from the packets
+    themselves: a packet socket on `lo` that the kernel hands only SYNs (so it costs nothing per
+    call), read without blocking between calls. Exact where /proc/net/tcp is not: a connection
+    closed with a reset leaves no TIME_WAIT behind. Needs CAP_NET_RAW: `open` returns None
+    without it."""
+
+    def __init__(self, sock: socket.socket, ports: Collection[int]) -> None:
+        self._sock, self._ports = sock, set(ports)
+        self._program: Any = None
+        self.seen: dict[tuple[bytes, int, bytes, int, int], int] = {}
+        """(source IP, source port, destination IP, destination port, sequence number) -> destination
+        port: one entry per attempt (a retransmitted SYN repeats its sequence number)."""
+
+    @classmethod
+    def open(cls, ports: Collection[int]) -> SynCounter | None:
+        import ctypes
+        import struct
+
+        try:
+            sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)  # protocol 0: no packets until bound
+        except (OSError, AttributeError):
+            return None
+        try:
+            program = ctypes.create_string_buffer(b"".join(struct.pack("HBBI", *op) for op in SYN_FILTER))
+            sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER,
+                            struct.pack("HL", len(SYN_FILTER), ctypes.addressof(program)))
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+            sock.bind(("lo", ETH_P_IP))
+            sock.setblocking(False)
+        except OSError:
+            sock.close()
+            return None
+        counter = cls(sock, ports)
+        counter._program = program  # the kernel copied it; kept anyway for the socket's lifetime
+        return counter
+
+    def read(self) -> None:
+        while True:
+            try:
+                packet, address = self._sock.recvfrom(256)
+            except BlockingIOError:
+                return
+            if address[2] == PACKET_OUTGOING:  # loopback shows each packet leaving and arriving
+                continue
+            ip = packet[14:]
+            tcp = ip[4 * (ip[0] & 0x0F):]
+            dport = int.from_bytes(tcp[2:4], "big")
+            if dport in self._ports:
+                self.seen[(ip[12:16], int.from_bytes(tcp[0:2], "big"), ip[16:20], dport,
+                           int.from_bytes(tcp[4:8], "big"))] = dport
+
+    def drops(self) -> int:
+        """Packets the kernel dropped for want of buffer since the last call (0: none missed)."""
+        import struct
+
+        return int(struct.unpack("II", self._sock.getsockopt(SOL_PACKET, PACKET_STATISTICS, 8))[1])
+
+    def close(self) -> None:
+        self._sock.close()
+
+
 def tcp_active_opens() -> int:
     """This machine's (network namespace's) count of connect()s that sent a SYN, all processes."""
     lines = [line.split() for line in Path("/proc/net/snmp").read_text().splitlines() if line.startswith("Tcp:")]
@@ -726,9 +801,17 @@ class Connections:
     window: str
     ports: dict[str, int]
     """Role ("TLS: router -> node mesh port", ...) -> the server port."""
+    measured: bool = True
+    """False for the control window (the clients' first calls, which must connect): no target."""
     calls: dict[str, int] = field(default_factory=dict)
     """Role -> calls that went over it in the window."""
     opened: dict[str, int] = field(default_factory=dict)
+    """Role -> connections opened: SYNs seen on lo (exact), else the /proc/net/tcp count."""
+    method: str = ""
+    """"SYNs on lo" or "/proc/net/tcp" (no CAP_NET_RAW: a lower bound)."""
+    opened_proc: dict[str, int] = field(default_factory=dict)
+    """Role -> connections opened by the /proc/net/tcp readings (a lower bound: misses resets)."""
+    syn_drops: int = 0
     open_at_end: dict[str, int] = field(default_factory=dict)
     """Role -> connections ESTABLISHED at the end of the window."""
     machine_active_opens: int = 0
@@ -743,31 +826,40 @@ class Connections:
 
     @property
     def tls_passed(self) -> bool:
-        return all(self.opened[r] == 0 for r in self.ports if r.startswith("TLS"))
+        return self.syn_drops == 0 and all(self.opened[r] == 0 for r in self.ports if r.startswith("TLS"))
 
 
 class ConnWatch:
-    """Reads /proc/net/tcp at start(), on tick() at most every CONN_SAMPLE_S, and at finish();
-    counts the connections opened between consecutive readings, per watched port."""
+    """Counts the connections opened to each watched port between start() and finish(): the
+    SYNs a SynCounter sees, and, as a cross-check (or alone, without CAP_NET_RAW), /proc/net/tcp
+    read at start(), on tick() at most every CONN_SAMPLE_S, and at finish(), comparing
+    consecutive readings."""
 
-    def __init__(self, window: str, ports: Mapping[str, int]) -> None:
-        self.result = Connections(window, dict(ports))
+    def __init__(self, window: str, ports: Mapping[str, int], *, measured: bool = True) -> None:
+        self.result = Connections(window, dict(ports), measured=measured)
         self._by_port = {port: role for role, port in ports.items()}
         self._opened = {role: 0 for role in ports}
         self._last: Ends = {}
         self._last_at = self._started = 0.0
         self._opens = 0
+        self._syns = SynCounter.open(self._by_port)
 
     def start(self) -> None:
+        if self._syns is not None:
+            self._syns.read()  # what came before the window
+            self._syns.seen.clear()
+            self._syns.drops()
         self._last, self._opens = tcp_ends(self._by_port), tcp_active_opens()
         self._last_at = self._started = time.perf_counter()
         self.result.samples = 1
 
     def tick(self) -> None:
-        if time.perf_counter() - self._last_at >= CONN_SAMPLE_S:
+        if self._started and time.perf_counter() - self._last_at >= CONN_SAMPLE_S:  # not before start()
             self._sample()
 
     def _sample(self) -> Ends:
+        if self._syns is not None:
+            self._syns.read()
         now = tcp_ends(self._by_port)
         for client, server in opened_between(self._last, now):
             role = self._by_port[int(server.rsplit(":", 1)[1], 16)]
@@ -786,7 +878,13 @@ class ConnWatch:
         r.machine_active_opens = tcp_active_opens() - self._opens
         r.seconds = time.perf_counter() - self._started
         r.calls = dict(calls)
-        r.opened = dict(self._opened)
+        r.opened_proc = dict(self._opened)
+        if self._syns is None:
+            r.method, r.opened = "/proc/net/tcp", dict(self._opened)
+        else:
+            r.method, r.syn_drops = "SYNs on lo", self._syns.drops()
+            r.opened = {role: sum(1 for port in self._syns.seen.values() if port == r.ports[role]) for role in r.ports}
+            self._syns.close()
         established = {(c, s) for (c, s, _), e in end.items() if e.state == "ESTABLISHED"}
         r.open_at_end = {role: sum(1 for _, s in established if int(s.rsplit(":", 1)[1], 16) == port)
                          for role, port in r.ports.items()}
@@ -921,18 +1019,31 @@ async def tls_phase(plan: Plan, workdir: Path, home: Path, clip: tuple[bytes, fl
                                                         secure.router("tlsrouter", [tls_node.mesh_address]))
         tls = grpc.ssl_channel_credentials((tls_home / "mesh" / "ca.crt").read_bytes())
         with_key = grpc.composite_channel_credentials(tls, grpc.access_token_call_credentials(key))
+        ports = {"plaintext: client -> router": plain_router.port, "plaintext: router -> node": plain_node.port,
+                 "TLS: client -> router": tls_router.port, "TLS: router -> node mesh port": tls_node.mesh_port}
+        run.setup["ports"] = {**ports, "TLS: node client port (unused)": tls_node.port,
+                              "TLS: router mesh port (unused)": tls_router.mesh_port}
+        # Both routers reach their nodes first (the TLS router's probe, then its channel), seen through
+        # throwaway channels that share no connection with the measured ones.
+        own = [("grpc.use_local_subchannel_pool", 1)]
+        async with grpc.aio.insecure_channel(plain_router.address, options=own) as plain_ch, \
+                grpc.aio.secure_channel(tls_router.address, with_key, options=own) as tls_ch:
+            run.setup["refused_before_up"] = {
+                "plaintext": await until_forwarded(speech_pb2_grpc.SpeechStub(plain_ch)),
+                "tls": await until_forwarded(speech_pb2_grpc.SpeechStub(tls_ch))}
+            await wait_up(mesh_pb2_grpc.MeshStub(plain_ch), [plain_node.address])
+            await wait_up(mesh_pb2_grpc.MeshStub(tls_ch), [tls_node.mesh_address])
         async with channel(plain_router.address) as plain_ch, secure_channel(tls_router.address, with_key) as tls_ch, \
                 secure_channel(tls_router.address, tls) as md_ch:
             stubs: dict[str, Any] = {"plaintext": speech_pb2_grpc.SpeechStub(plain_ch),
                                      "tls": speech_pb2_grpc.SpeechStub(tls_ch),
                                      "tls-metadata": KeyAsMetadata(speech_pb2_grpc.SpeechStub(md_ch), key)}
-            run.setup["refused_before_forwarded"] = {side: await until_forwarded(stub) for side, stub in stubs.items()}
-            await wait_up(mesh_pb2_grpc.MeshStub(plain_ch), [plain_node.address])
-            await wait_up(mesh_pb2_grpc.MeshStub(tls_ch), [tls_node.mesh_address])
-            ports = {"plaintext: client -> router": plain_router.port, "plaintext: router -> node": plain_node.port,
-                     "TLS: client -> router": tls_router.port, "TLS: router -> node mesh port": tls_node.mesh_port}
-            run.setup["ports"] = {**ports, "TLS: node client port (unused)": tls_node.port,
-                                  "TLS: router mesh port (unused)": tls_router.mesh_port}
+            # The control: the channels connect on their first call (the counters must see that).
+            watch = ConnWatch("first calls (control)", ports, measured=False)
+            watch.start()
+            refused = run.setup["refused_before_forwarded"] = {side: await until_forwarded(stub)
+                                                               for side, stub in stubs.items()}
+            run.connections.append(watch.finish(calls_over(ports, {s: 1 + sum(refused[s].values()) for s in TLS_SIDES})))
             watch = ConnWatch("tiny calls", ports)
             run.tiny = await measure_tls_tiny(stubs, plan.tls_calls, plan.tls_warmup, watch)
             run.connections.append(watch.finish(calls_over(ports, {s: sum(len(r.seconds[s]) for r in run.tiny)
@@ -947,7 +1058,8 @@ async def tls_phase(plan: Plan, workdir: Path, home: Path, clip: tuple[bytes, fl
             emit(f"\n### TLS vs plaintext, real transcription ({plan.model}, default node config), interleaved\n")
             emit(tls_table([run.real]))
             emit("\n" + tls_real_summary(run.real))
-            emit("\n### New TCP connections during the measured calls (after the warm-up)\n")
+            emit("\n### New TCP connections: the clients' first calls (a control: they must connect), then the "
+                 "measured calls (after the warm-up)\n")
             emit(connections_table(run.connections))
 
 
@@ -987,15 +1099,16 @@ def connections_table(windows: Sequence[Connections]) -> str:
     for w in windows:
         for role, port in w.ports.items():
             per_call = w.per_call(role)
-            rows.append([w.window, role, port, w.calls[role], w.opened[role],
+            rows.append([w.window, role, port, w.calls[role], w.opened[role], w.opened_proc[role],
                          "-" if per_call is None else f"{per_call:.3f}", w.open_at_end[role],
-                         "0" if role.startswith("TLS") else "-",
-                         verdict(w.opened[role] == 0) if role.startswith("TLS") else "-"])
-    out = table(["window", "connection", "server port", "calls over it", "new connections", "per call",
-                 "established at end", "target (new)", "verdict"], rows)
+                         "0" if w.measured and role.startswith("TLS") else "-",
+                         verdict(w.opened[role] == 0) if w.measured and role.startswith("TLS") else "-"])
+    out = table(["window", "connection", "server port", "calls over it", f"new connections ({windows[0].method})",
+                 "new by /proc/net/tcp", "per call", "established at end", "target (new)", "verdict"], rows)
     return out + "\n\n" + "; ".join(
-        f"{w.window}: {w.samples} readings of /proc/net/tcp over {w.seconds:.1f} s, machine-wide TCP ActiveOpens "
-        f"+{w.machine_active_opens} (every process on this machine)" for w in windows)
+        f"{w.window}: {w.seconds:.1f} s, {w.samples} readings of /proc/net/tcp, {w.syn_drops} SYN packets dropped "
+        f"by the counter's socket, machine-wide TCP ActiveOpens +{w.machine_active_opens} (every process on this "
+        "machine)" for w in windows)
 
 
 # ---------------------------------------------------------------- reporting
@@ -1285,9 +1398,20 @@ def tls_verdicts(run: TlsRun) -> list[str]:
                      f"{md:.3f}.")
     if run.real is not None:
         r = run.real
+        overhead = real_overhead_ms(r)
+        share = (overhead["tls"] - overhead["plaintext"]) / (1000 * pct(r.seconds["plaintext"], 50))
+        compute = statistics.median(r.compute_s["tls"]) / statistics.median(r.compute_s["plaintext"])
         lines.append(f"- TLS, real transcription: TLS/plaintext p50 {r.p50_ratio:.3f} (target <= {r.target:.2f}): "
-                     f"{verdict(r.passed)}; p90 ratio {r.ratio('tls', 'plaintext', 90):.3f}")
+                     f"{verdict(r.passed)}; p90 ratio {r.ratio('tls', 'plaintext', 90):.3f}. The two nodes' own compute "
+                     f"differed by {(compute - 1) * 100:+.1f}% (TLS/plaintext); without it (wall - compute) TLS adds "
+                     f"{share * 100:+.2f}% of the plaintext p50 (would be {verdict(1 + share <= r.target)}).")
     for w in run.connections:
+        if not w.measured:
+            lines.append("- connection counter control: the clients' first calls opened "
+                         + ", ".join(f"{w.opened[role]} ({role})" for role in w.ports)
+                         + " (expected: 1, 0, 2, 0: the plaintext and the two TLS client channels connect; the "
+                         "routers had reached their nodes before)")
+            continue
         tls_roles = [role for role in w.ports if role.startswith("TLS")]
         opened = sum(w.opened[role] for role in tls_roles)
         calls = w.calls[tls_roles[0]] if tls_roles else 0
@@ -1326,8 +1450,9 @@ def tls_summary(run: TlsRun) -> dict[str, Any]:
                 "metadata_plaintext_p50": r.ratio("tls-metadata", "plaintext")}
 
     summary: dict[str, Any] = {"tiny": [hop(r) for r in run.tiny], "connections": [
-        {"window": w.window, "passed": w.tls_passed, "opened": w.opened, "calls": w.calls,
+        {"window": w.window, "passed": w.tls_passed if w.measured else None, "opened": w.opened, "calls": w.calls,
          "per_call": {role: w.per_call(role) for role in w.ports}, "open_at_end": w.open_at_end,
+         "method": w.method, "opened_by_proc_net_tcp": w.opened_proc, "syn_drops": w.syn_drops,
          "machine_active_opens": w.machine_active_opens} for w in run.connections]}
     if run.real is not None:
         summary["real"] = {**hop(run.real), "wall_minus_compute_median_ms": real_overhead_ms(run.real)}
