@@ -1,11 +1,15 @@
 """compose.yaml, compose.lan.yaml, the Dockerfile and the Prometheus/Grafana provisioning, checked
 without a Docker engine: the compose files validate and merge (docker-compose config), every lanai
 command in them is accepted by lanai's own argument parser, the names and ports that tie the
-services together agree, and the Dockerfile's build steps are run here on the files it copies."""
+services together agree, their commands start mesh trust for real on one shared mesh directory
+(the `mesh` volume), and the Dockerfile's build steps are run here on the files it copies."""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import dataclasses
+import datetime as dt
 import functools
 import json
 import os
@@ -23,8 +27,11 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
+from lanai.mesh import node as lanai_node
 from lanai.mesh.cli import build_parser
 from lanai.mesh.cli.serve import config_from_args
+from lanai.mesh.security import authority, pki
+from lanai.mesh.security.store import MeshDir
 from lanai.services import models
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -121,17 +128,79 @@ def test_every_lanai_command_is_accepted_by_lanai(variant: str) -> None:
         config.mesh.validate()  # what the process checks first: static needs peers, dns a name
         assert config.host == "0.0.0.0" and config.metrics_host == "0.0.0.0", \
             f"{name}: in a container (or on a LAN) only 0.0.0.0 is reachable from the other processes"
+        assert not args.insecure and config.security.client_tls, f"{name}: a secure mesh, TLS on the client port"
+        assert config.mesh_port not in (0, config.port), name
         for spec in config.speech.models:
             assert models.embedded(spec) is not None, f"{name} serves {spec!r}, which is no embedded model"
 
 
 @needs_compose
 @pytest.mark.parametrize("variant", VARIANTS)
+def test_only_the_demo_router_is_open(variant: str) -> None:
+    """compose.yaml's router publishes its client port on 127.0.0.1 only: --open (TLS, no key).
+    On a LAN (compose.lan.yaml) it listens on every interface: clients need keys. Nodes always do."""
+    for name, service in lanai_services(variant).items():
+        security = config_from_args(parse(command(service))).security
+        open_door = variant == "base" and name == "router"
+        assert security.require_keys is not open_door, name
+    if variant == "base":
+        assert published(services("base")["router"]) == ["127.0.0.1:50051:50051/tcp"]
+
+
+@needs_compose
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_every_lanai_service_mounts_the_shared_mesh_volume(variant: str) -> None:
+    """One named volume at $LANAI_HOME/mesh in every lanai container: one CA for all of them."""
+    declared = merged(variant).get("volumes", {})
+    assert "mesh" in declared and not (declared["mesh"] or {}).get("external"), declared
+    for name, service in lanai_services(variant).items():
+        named = [v for v in service.get("volumes", [])
+                 if (v.split(":")[0] if isinstance(v, str) else v.get("source")) == "mesh"]
+        assert len(named) == 1, f"{name} does not mount the mesh volume: {service.get('volumes')}"
+        volume = named[0]
+        target = volume.split(":")[1] if isinstance(volume, str) else volume["target"]
+        assert target == f"{env()['LANAI_HOME']}/mesh", name
+        assert not (isinstance(volume, str) and volume.endswith(":ro")) and not (
+            isinstance(volume, dict) and volume.get("read_only")), f"{name}: nodes write their certificates there"
+        assert parse(command(service)).home is None, f"{name}: --home would move the mesh off the volume"
+
+
+@needs_compose
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_compose_services_start_one_mesh_on_the_shared_volume(variant: str, tmp_path: Path) -> None:
+    """Each service's command, as lanai runs it at start, on one shared mesh directory (the volume)
+    at once: the first creates the mesh, the others see it (the race is allowed for), and each
+    issues itself a certificate for its own node id, all from one CA, naming localhost (the
+    healthcheck dials it)."""
+    configs = {name: dataclasses.replace(config_from_args(parse(command(s))), home=tmp_path)
+               for name, s in lanai_services(variant).items()}
+    ids = {name: config.node_id for name, config in configs.items()}
+    assert all(ids.values()) and len(set(ids.values())) == len(ids), f"node ids must be set and differ: {ids}"
+
+    async def start_all() -> list[Any]:
+        return await asyncio.gather(*(lanai_node._open_trust(c, c.node_id) for c in configs.values()))
+
+    trusts = asyncio.run(start_all())
+    mesh = MeshDir(tmp_path)
+    ca = mesh.load_ca()
+    assert {t.mesh_id for t in trusts} == {pki.fingerprint(ca)}
+    for trust in trusts:
+        assert trust.holds_ca and trust.cert.name == trust.node_id
+        assert pki.issued_by(pki.load_cert(mesh.node_cert(trust.node_id).read_bytes()), ca)
+        assert "localhost" in trust.cert.dns_names and "127.0.0.1" in trust.cert.ip_addresses
+    assert set(mesh.read_members()) == set(ids.values())
+
+
+@needs_compose
+@pytest.mark.parametrize("variant", VARIANTS)
 def test_healthchecks_probe_each_process_grpc_port(variant: str) -> None:
+    scripts = set()
     for name, service in lanai_services(variant).items():
         test = service["healthcheck"]["test"]
-        assert test[:3] == ["CMD", "python", "-c"], name
+        assert test[:3] == ["CMD", "python", "-c"] and len(test) == 5, name
         assert test[-1] == f"localhost:{parse(command(service)).port}", name
+        scripts.add(" ".join(test[3].split()))
+    assert len(scripts) == 1, "one health check, only the port differs"
 
 
 @needs_compose
@@ -142,8 +211,9 @@ def test_router_peers_are_exactly_the_compose_nodes() -> None:
     nodes = {name: parse(command(s)) for name, s in lanai.items() if name != "router"}
     assert set(nodes) == set(NODES)
     assert all(n.command == "node" and n.no_router and n.discovery == "none" for n in nodes.values())
+    # A secure router reaches members on their mesh ports (mutual TLS), not their client ports.
     peers = sorted(p.strip() for p in router.peers.split(","))
-    assert peers == sorted(f"{name}:{args.port}" for name, args in nodes.items())
+    assert peers == sorted(f"{name}:{args.mesh_port}" for name, args in nodes.items())
 
 
 @needs_compose
@@ -173,7 +243,9 @@ def test_lan_override_uses_host_networking_and_mdns() -> None:
         args = parse(command(service))
         assert service.get("network_mode") == "host", f"{name}: mDNS needs host networking on Linux"
         assert args.discovery == "mdns" and not args.peers, name
-        taken += [args.port, args.metrics_port]
+        taken += [args.port, args.mesh_port, args.metrics_port]
+        # A machine joining this mesh passes its invite through (`LANAI_JOIN=TOKEN docker-compose ... up`).
+        assert service.get("environment", {}).get("LANAI_JOIN") == "", name
     assert len(taken) == len(set(taken)), f"host-networked processes share a port: {taken}"
     # The nodes still serve what they serve in the demo.
     for name in NODES:
@@ -372,12 +444,28 @@ def test_runs_as_a_non_root_user_who_owns_lanai_home() -> None:
     assert position("RUN", lambda a: "models prepare" in a) > user_at
 
 
-def test_exposes_grpc_and_metrics_and_runs_lanai() -> None:
+def test_exposes_grpc_mesh_and_metrics_and_runs_lanai(tmp_path: Path) -> None:
     exposed = {p for k, a in instructions() if k == "EXPOSE" for p in a.split()}
-    assert {"50051", "9464"} <= exposed
-    assert exec_form("ENTRYPOINT") == ["lanai"]
     args = parse(exec_form("CMD"))
+    config = config_from_args(args)
+    assert {str(config.port), str(config.mesh_port), str(config.metrics_port)} <= exposed
+    assert exec_form("ENTRYPOINT") == ["lanai"]
     assert args.host == "0.0.0.0", "a container's loopback is unreachable from outside"
+    assert not args.insecure
+    # What the process checks at start (a plaintext client port is refused off loopback), for real.
+    trust = asyncio.run(lanai_node._open_trust(dataclasses.replace(config, home=tmp_path), "container"))
+    assert trust is not None and trust.holds_ca
+
+
+def test_image_makes_the_mesh_directory_for_its_user() -> None:
+    """$LANAI_HOME/mesh exists in the image, made by the lanai user (after USER), 0700: a fresh named
+    volume mounted there is filled from it, so the volume belongs to that user."""
+    mesh_dir = f"{env()['LANAI_HOME']}/mesh"
+    at = position("RUN", lambda a: mesh_dir in a and "mkdir" in a)
+    assert at > position("USER"), "made as root, the volume would not be writable by lanai"
+    argv = shlex.split(instructions()[at][1])
+    assert argv[0] == "mkdir" and mesh_dir in argv
+    assert "-m" in argv and argv[argv.index("-m") + 1] == "0700", "lanai keeps its mesh directory 0700"
 
 
 # A small .dockerignore matcher with Docker's rules: paths relative to the context, `*` and `?`
@@ -529,21 +617,35 @@ def importlib_version(dist: str) -> str | None:
 
 
 @needs_compose
-@pytest.mark.timeout(60)
+@pytest.mark.timeout(90)
 def test_healthcheck_command_probes_a_real_router(tmp_path: Path) -> None:
-    """The compose healthcheck, run against a real `lanai router`: healthy while it serves, not after."""
+    """The compose healthcheck, run against a real secure `lanai router` (its mesh created in its
+    LANAI_HOME, its client port TLS, --open as in compose): healthy while it serves, not after. The
+    check finds the CA through LANAI_HOME, verifies the router's certificate (another mesh's CA
+    fails), and needs no API key even when the router requires them."""
     test = lanai_services("base")["router"]["healthcheck"]["test"]
-    proc = subprocess.Popen([sys.executable, "-m", "lanai.mesh.cli", "router", "--insecure", "--host", "127.0.0.1", "--port", "0",
-                             "--metrics-port", "-1", "--discovery", "none"], stdout=subprocess.PIPE, text=True,
-                            env={**os.environ, "LANAI_HOME": str(tmp_path)})
-    try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline()
-        match = re.search(r"ready on (\S+)", line)
-        assert match, f"the router did not start: {line!r}"
-        check = [sys.executable, *test[2:-1], match.group(1)]
-        assert subprocess.run(check, timeout=20, check=False).returncode == 0
-    finally:
-        proc.terminate()
-        proc.wait(30)
-    assert subprocess.run(check, timeout=20, check=False, capture_output=True).returncode != 0
+    home, other = tmp_path / "router", tmp_path / "other"
+    authority.init(MeshDir(other), dt.datetime.now(dt.timezone.utc))  # another mesh: its CA must not pass
+
+    def check(address: str, lanai_home: Path) -> int:
+        return subprocess.run([sys.executable, *test[2:-1], address], timeout=20, check=False, capture_output=True,
+                              env={**os.environ, "LANAI_HOME": str(lanai_home)}).returncode
+
+    for flags in (["--open"], []):
+        proc = subprocess.Popen([sys.executable, "-m", "lanai.mesh.cli", "router", *flags, "--host", "127.0.0.1",
+                                 "--port", "0", "--mesh-port", "0", "--metrics-port", "-1", "--discovery", "none"],
+                                stdout=subprocess.PIPE, text=True, env={**os.environ, "LANAI_HOME": str(home)})
+        try:
+            assert proc.stdout is not None
+            line = proc.stdout.readline()
+            match = re.search(r"ready on (\S+)", line)
+            assert match, f"the router did not start: {line!r}"
+            address = match.group(1)
+            assert address.startswith("localhost:"), "the check dials localhost, a name the certificate carries"
+            assert MeshDir(home).exists(), "the router made its mesh in LANAI_HOME"
+            assert check(address, home) == 0, f"router {flags}: the healthcheck fails"
+            assert check(address, other) != 0, "a router of another mesh passes the check: TLS is not verified"
+        finally:
+            proc.terminate()
+            proc.wait(30)
+        assert check(address, home) != 0, "the check passes with no router"

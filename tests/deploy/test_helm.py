@@ -1,10 +1,17 @@
-"""The Helm chart (helm/lanai): Helm's own linter, offline renders with several value sets, and
-every rendered lanai command line checked against lanai's argparse (catches flag drift)."""
+"""The Helm chart (helm/lanai): Helm's own linter, offline renders with several value sets, every
+rendered lanai command line checked against lanai's argparse (catches flag drift), and the mesh
+trust wiring run for real: the init container's script copies a CA Secret that lanai then uses."""
 
 from __future__ import annotations
 
+import asyncio
+import datetime as dt
 import json
+import os
 import re
+import shutil
+import stat
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -14,18 +21,33 @@ helm_python = pytest.importorskip(
     "helm_python", reason="helm-python-sdk is not installed (pip install 'lanai[dev]'): cannot lint or render the chart")
 yaml = pytest.importorskip("yaml", reason="PyYAML is not installed")
 
+from cryptography import x509  # noqa: E402
+from cryptography.hazmat.primitives import hashes, serialization  # noqa: E402
+from cryptography.hazmat.primitives.asymmetric import ec  # noqa: E402
+from cryptography.x509.oid import NameOID  # noqa: E402
+
 from lanai.mesh.cli import build_parser  # noqa: E402
 from lanai.mesh.cli.serve import config_from_args  # noqa: E402
 from lanai.mesh.node import KNOWN_SERVICES  # noqa: E402
+from lanai.mesh.security import authority, pki  # noqa: E402
+from lanai.mesh.security import policy as policies  # noqa: E402
+from lanai.mesh.security.config import SecurityConfig  # noqa: E402
+from lanai.mesh.security.enrol import open_trust  # noqa: E402
+from lanai.mesh.security.store import MeshDir  # noqa: E402
 
-CHART = Path(__file__).resolve().parents[2] / "helm" / "lanai"
-GRPC, METRICS = 50051, 9464
+ROOT = Path(__file__).resolve().parents[2]
+CHART = ROOT / "helm" / "lanai"
+GRPC, MESH, METRICS = 50051, 50052, 9464
 RELEASE = "demo"
+CA_SECRET = "lanai-mesh-ca"
+SECURE = {"mesh": {"caSecret": CA_SECRET}}
+"""The smallest values that render: the CA Secret has no default."""
 
 # (values, namespace) per scenario; every rendering test runs on each.
 SCENARIOS: dict[str, tuple[dict[str, Any], str]] = {
-    "defaults": ({}, "default"),
+    "defaults": (SECURE, "default"),
     "gpu-and-cpu-groups": ({
+        "mesh": {"caSecret": CA_SECRET},
         "allow": "10.0.0.0/8,100.64.0.0/10",
         "router": {"policy": "round-robin", "extraArgs": ["--max-message-mb", "128"]},
         "nodeGroups": {
@@ -47,6 +69,7 @@ SCENARIOS: dict[str, tuple[dict[str, Any], str]] = {
         },
     }, "inference"),
     "observed-lb": ({
+        "mesh": {"caSecret": "mesh-ca", "requireKeys": False, "policyConfigMap": "mesh-policy"},
         "fullnameOverride": "mesh",
         "clusterDomain": "k8s.internal",
         "grace": 120,
@@ -55,6 +78,7 @@ SCENARIOS: dict[str, tuple[dict[str, Any], str]] = {
         "metrics": {"serviceMonitor": {"enabled": True, "labels": {"release": "kube-prometheus-stack"}}},
         "grafana": {"dashboard": {"enabled": True, "annotations": {"grafana_folder": "lanai"}}},
     }, "monitoring"),
+    "insecure-lab": ({"mesh": {"insecure": True}}, "lab"),
 }
 
 
@@ -101,6 +125,20 @@ class Rendered:
         return dep
 
 
+def mesh_values(values: dict[str, Any]) -> dict[str, Any]:
+    defaults = {"insecure": False, "caSecret": "", "requireKeys": True, "policyConfigMap": ""}
+    return {**defaults, **values.get("mesh", {})}
+
+
+def secure(values: dict[str, Any]) -> bool:
+    return not mesh_values(values)["insecure"]
+
+
+def pod_spec(deployment: dict[str, Any]) -> dict[str, Any]:
+    spec: dict[str, Any] = deployment["spec"]["template"]["spec"]
+    return spec
+
+
 def container(deployment: dict[str, Any]) -> dict[str, Any]:
     containers: list[dict[str, Any]] = deployment["spec"]["template"]["spec"]["containers"]
     (c,) = containers
@@ -136,7 +174,7 @@ def rendered(request: pytest.FixtureRequest, chart: Any) -> Rendered:
 @pytest.mark.parametrize("scenario", list(SCENARIOS))
 def test_lint_has_no_errors_or_warnings(scenario: str) -> None:
     values, namespace = SCENARIOS[scenario]
-    report = helm_python.lint(CHART, values or None, strict=True, namespace=namespace)
+    report = helm_python.lint(CHART, values, strict=True, namespace=namespace)
     assert report["errors"] == []
     problems = [m for m in report["messages"] if m["severity"] >= 2]
     assert problems == [], problems
@@ -189,20 +227,45 @@ def test_deployment_selectors_match_their_pods_only(rendered: Rendered) -> None:
 
 # --- ports, probes, services ------------------------------------------------------------------
 
-def test_containers_expose_grpc_and_metrics(rendered: Rendered) -> None:
+def test_containers_expose_grpc_mesh_and_metrics(rendered: Rendered) -> None:
     for dep in rendered.kind("Deployment"):
         ports = {p["name"]: p for p in container(dep)["ports"]}
         assert ports["grpc"]["containerPort"] == GRPC
         assert ports["metrics"]["containerPort"] == METRICS
+        if secure(rendered.values):
+            assert ports["mesh"]["containerPort"] == MESH
+            assert set(ports) == {"grpc", "mesh", "metrics"}
+        else:
+            assert set(ports) == {"grpc", "metrics"}, "an --insecure process has no mesh port"
         assert {p["protocol"] for p in ports.values()} == {"TCP"}
 
 
-def test_probes_are_grpc_health_on_the_grpc_port(rendered: Rendered) -> None:
+def compose_health_script() -> str:
+    """compose.yaml's healthcheck script (its anchors resolved by YAML itself)."""
+    compose = yaml.safe_load((ROOT / "compose.yaml").read_text())
+    test = compose["services"]["router"]["healthcheck"]["test"]
+    assert test[:3] == ["CMD", "python", "-c"]
+    return " ".join(test[3].split())
+
+
+def test_probes_check_grpc_health_on_the_client_port(rendered: Rendered) -> None:
+    """Native gRPC probes speak plaintext: on a TLS client port they would never pass. With mesh
+    trust each probe runs compose's health check over TLS instead; --insecure keeps native ones."""
     for dep in rendered.kind("Deployment"):
         c = container(dep)
+        actions = []
         for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
-            assert c[probe]["grpc"] == {"port": GRPC}, (dep["metadata"]["name"], probe)
-            assert not {"httpGet", "tcpSocket", "exec"} & set(c[probe])
+            handler = {k: v for k, v in c[probe].items() if k in ("grpc", "exec", "tcpSocket", "httpGet")}
+            assert len(handler) == 1, (dep["metadata"]["name"], probe, handler)
+            actions.append(handler)
+        assert actions[0] == actions[1] == actions[2], "the three probes check the same thing"
+        if secure(rendered.values):
+            command = actions[0]["exec"]["command"]
+            assert command[:2] == ["python", "-c"] and command[3:] == [f"localhost:{GRPC}"]
+            assert " ".join(command[2].split()) == compose_health_script(), "the probe is compose's health check"
+            assert {e["name"] for e in c["env"]} >= {"LANAI_HOME"}, "the check finds the CA through LANAI_HOME"
+        else:
+            assert actions[0] == {"grpc": {"port": GRPC}}
         assert c["startupProbe"]["periodSeconds"] * c["startupProbe"]["failureThreshold"] >= 120
 
 
@@ -233,12 +296,18 @@ def test_headless_service_selects_every_node_group_but_not_the_router(rendered: 
     assert svc["spec"]["publishNotReadyAddresses"] is False
     assert svc["metadata"]["namespace"] == rendered.namespace
     ports = service_ports(svc)
-    assert (ports["grpc"]["port"], ports["grpc"]["targetPort"]) == (GRPC, "grpc")
+    # The port routers reach nodes at: the mesh port, or the client port of an --insecure mesh.
+    member = ("mesh", MESH) if secure(rendered.values) else ("grpc", GRPC)
+    assert set(ports) == {member[0], "metrics"}
+    assert (ports[member[0]]["port"], ports[member[0]]["targetPort"]) == (member[1], member[0])
     assert (ports["metrics"]["port"], ports["metrics"]["targetPort"]) == (METRICS, "metrics")
     nodes = rendered.deployments("node")
     assert nodes
     for node in nodes:
         assert selects(svc["spec"]["selector"], pod_labels(node)), node["metadata"]["name"]
+        # Each target port is a named port of the node containers.
+        named = {p["name"]: p["containerPort"] for p in container(node)["ports"]}
+        assert all(named.get(p["targetPort"]) == p["port"] for p in ports.values()), (named, ports)
     assert not selects(svc["spec"]["selector"], pod_labels(rendered.router))
 
 
@@ -247,7 +316,8 @@ def test_router_resolves_the_headless_service(rendered: Rendered) -> None:
     svc = rendered.headless
     domain = rendered.values.get("clusterDomain", "cluster.local")
     fqdn = f"{svc['metadata']['name']}.{svc['metadata']['namespace']}.svc.{domain}"
-    assert contains_run(args, ["--discovery", "dns", "--dns", f"{fqdn}:{GRPC}"]), args
+    port = MESH if secure(rendered.values) else GRPC
+    assert contains_run(args, ["--discovery", "dns", "--dns", f"{fqdn}:{port}"]), args
     assert "--no-router" not in args
     assert flag(args, "--policy") == rendered.values.get("router", {}).get("policy", "least-loaded")
     if "allow" in rendered.values:
@@ -305,11 +375,22 @@ def test_every_command_line_parses_with_lanai_argparse(rendered: Rendered) -> No
         assert args.node_id == "$(POD_NAME)"
         component = pod_labels(dep)["app.kubernetes.io/component"]
         assert args.command == component
+        mesh = mesh_values(rendered.values)
+        security = config.security
+        assert security.insecure == mesh["insecure"], "only mesh.insecure turns mesh trust off"
+        if secure(rendered.values):
+            assert (config.mesh_port, security.client_tls) == (MESH, True)
+            # Keys: the router as mesh.requireKeys says; nodes always (clients go through the router).
+            assert security.require_keys == (mesh["requireKeys"] or component == "node"), component
+            assert "--open" not in c["args"] or component == "router"
+        else:
+            assert "--open" not in c["args"] and "--mesh-port" not in c["args"]
         if component == "router":
             assert config.services == ()
             assert (config.mesh.discovery, config.mesh.router) == ("dns", True)
             assert config.mesh.dns_name == f"{rendered.headless['metadata']['name']}." \
-                f"{rendered.namespace}.svc.{rendered.values.get('clusterDomain', 'cluster.local')}:{GRPC}"
+                f"{rendered.namespace}.svc.{rendered.values.get('clusterDomain', 'cluster.local')}:" \
+                f"{MESH if secure(rendered.values) else GRPC}"
         else:
             assert config.services and set(config.services) <= set(KNOWN_SERVICES)
             assert (config.mesh.discovery, config.mesh.router) == ("none", False)
@@ -317,16 +398,159 @@ def test_every_command_line_parses_with_lanai_argparse(rendered: Rendered) -> No
 
 def test_the_argparse_check_catches_flag_drift(chart: Any) -> None:
     """The check above bites: a flag lanai does not have makes argparse exit."""
-    values = {"router": {"extraArgs": ["--no-such-flag"]}}
+    values = {**SECURE, "router": {"extraArgs": ["--no-such-flag"]}}
     r = Rendered(chart.render(values, name=RELEASE, namespace="default"), values, "default")
     with pytest.raises(SystemExit):
         build_parser().parse_args(container(r.router)["args"])
 
 
+# --- mesh trust -------------------------------------------------------------------------------
+
+def test_rendering_needs_the_ca_secret_unless_insecure(chart: Any) -> None:
+    for values in ({}, {"mesh": {"caSecret": ""}}, {"mesh": {"insecure": False}}):
+        with pytest.raises(helm_python.HelmError, match=r"mesh\.caSecret is required.*mesh\.insecure=true"):
+            chart.render(values, name=RELEASE, namespace="default")
+    values = {"mesh": {"insecure": True}}
+    r = Rendered(chart.render(values, name=RELEASE, namespace="default"), values, "default")
+    for dep in r.kind("Deployment"):
+        assert "--insecure" in container(dep)["args"]
+        assert "initContainers" not in pod_spec(dep)
+        assert [v["name"] for v in pod_spec(dep)["volumes"]] == ["tmp"]
+
+
+def volumes(deployment: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {v["name"]: v for v in pod_spec(deployment)["volumes"]}
+
+
+def mounts(c: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {m["name"]: m for m in c.get("volumeMounts", [])}
+
+
+def test_every_pod_copies_the_ca_secret_in_an_init_container(rendered: Rendered) -> None:
+    mesh = mesh_values(rendered.values)
+    if not secure(rendered.values):  # an --insecure mesh has no CA
+        assert not any("initContainers" in pod_spec(d) for d in rendered.kind("Deployment"))
+        return
+    for dep in rendered.kind("Deployment"):
+        name, c = dep["metadata"]["name"], container(dep)
+        (init,) = pod_spec(dep)["initContainers"]
+        assert (init["image"], init["imagePullPolicy"]) == (c["image"], c["imagePullPolicy"]), name
+        assert init["securityContext"] == c["securityContext"], name
+        assert init["command"][:2] == ["sh", "-c"] and len(init["command"]) == 3
+        vols = volumes(dep)
+        assert vols["mesh"] == {"name": "mesh", "emptyDir": {}}, "the pod's own mesh directory, gone with the pod"
+        secret = vols["mesh-ca"]["secret"]
+        assert secret["secretName"] == mesh["caSecret"]
+        assert {i["key"] for i in secret["items"]} == {"tls.crt", "tls.key"}  # a cert-manager / kubernetes.io/tls Secret
+        assert secret["defaultMode"] & 0o007 == 0, "the CA key is not world-readable"
+        if mesh["policyConfigMap"]:
+            assert vols["mesh-policy"]["configMap"]["name"] == mesh["policyConfigMap"]
+            assert "mesh-policy" in mounts(init)
+        else:
+            assert "mesh-policy" not in vols and "mesh-policy" not in mounts(init)
+        # The Secret reaches the init container only; the lanai container gets the copies.
+        assert mounts(init)["mesh-ca"]["readOnly"] is True
+        assert "mesh-ca" not in mounts(c)
+        env = {e["name"]: e.get("value") for e in c["env"]}
+        lanai_mesh = mounts(c)["mesh"]
+        assert lanai_mesh["mountPath"] == f"{env['LANAI_HOME']}/mesh"
+        assert lanai_mesh.get("subPath"), "lanai chmods its mesh directory: it must be one the pod's user owns"
+        assert f"{mounts(init)['mesh']['mountPath']}/{lanai_mesh['subPath']}/ca.key" in init["command"][2]
+
+
+def _cert_manager_ca(folder: Path) -> tuple[bytes, bytes]:
+    """A CA as cert-manager makes one for `isCA: true` with an ECDSA P-256 key: a self-signed
+    certificate, its key in SEC1 PEM (BEGIN EC PRIVATE KEY)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "lanai mesh CA")])
+    now = dt.datetime.now(dt.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(hours=1)).not_valid_after(now + dt.timedelta(days=3650))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=False,
+                                         content_commitment=False, key_encipherment=True, data_encipherment=False,
+                                         key_agreement=False, encipher_only=False, decipher_only=False), critical=True)
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+            .sign(key, hashes.SHA256()))
+    return (cert.public_bytes(serialization.Encoding.PEM),
+            key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL,
+                              serialization.NoEncryption()))
+
+
+def _run_init(init: dict[str, Any], sources: dict[str, Path], pod: Path) -> None:
+    """The init container's script, run here: each of its mounts becomes a folder of `pod`."""
+    script = init["command"][2]
+    for m in sorted(mounts(init).values(), key=lambda m: -len(m["mountPath"])):
+        folder = sources.get(m["name"], pod / m["name"])
+        folder.mkdir(parents=True, exist_ok=True)
+        assert f"{m['mountPath']}/" in script, m
+        script = script.replace(f"{m['mountPath']}/", f"{folder}/")
+    run = subprocess.run(["sh", "-c", script], capture_output=True, text=True, timeout=30, check=False)
+    assert run.returncode == 0, run.stderr
+
+
+@pytest.mark.skipif(shutil.which("install") is None, reason="coreutils' install is not here")
+@pytest.mark.parametrize("made_by", ["cert-manager", "lanai mesh init"])
+def test_init_container_gives_lanai_a_mesh_it_uses(chart: Any, tmp_path: Path, made_by: str) -> None:
+    """Render, run each pod's init script on a Secret (and policy ConfigMap) here, then start
+    lanai's mesh trust on the directory the lanai container mounts: it issues the pod its own
+    certificate with the Secret's CA, and takes the policy's API keys."""
+    secret, configmap = tmp_path / "secret", tmp_path / "configmap"
+    secret.mkdir()
+    api_key = ""
+    if made_by == "cert-manager":
+        ca_pem, ca_key = _cert_manager_ca(tmp_path)
+    else:  # `lanai mesh init --home ./lanai-ca`, then `kubectl create secret tls --cert ca.crt --key ca.key`
+        mesh = MeshDir(tmp_path / "lanai-ca")
+        authority.init(mesh, dt.datetime.now(dt.timezone.utc))
+        api_key = authority.new_api_key()
+        authority.change_policy(mesh, lambda p: policies.add_key(p, "me", api_key, authority.unix_now()))
+        ca_pem, ca_key = mesh.ca_cert.read_bytes(), mesh.ca_key.read_bytes()
+        configmap.mkdir()
+        shutil.copy(mesh.policy, configmap / "policy.json")
+    (secret / "tls.crt").write_bytes(ca_pem)
+    (secret / "tls.key").write_bytes(ca_key)
+    values = {"mesh": {"caSecret": CA_SECRET, "policyConfigMap": "lanai-mesh-policy" if api_key else ""}}
+    r = Rendered(chart.render(values, name=RELEASE, namespace="default"), values, "default")
+    for dep in r.kind("Deployment"):
+        pod = tmp_path / dep["metadata"]["name"]
+        (init,) = pod_spec(dep)["initContainers"]
+        _run_init(init, {"mesh-ca": secret, "mesh-policy": configmap}, pod)
+        lanai_mesh = mounts(container(dep))["mesh"]
+        copied = pod / "mesh" / lanai_mesh["subPath"]
+        assert stat.S_IMODE(copied.stat().st_mode) == 0o700
+        assert {f.name: stat.S_IMODE(f.stat().st_mode) for f in copied.iterdir()} == {
+            "ca.crt": 0o600, "ca.key": 0o600, **({"policy.json": 0o600} if api_key else {})}
+        # The lanai container: $LANAI_HOME/mesh is that directory.
+        home = pod / "lanai-home"
+        home.mkdir()
+        (home / "mesh").symlink_to(copied)
+        node_id = f"{dep['metadata']['name']}-5d8f9c7b4-x2x9q"
+        trust = asyncio.run(open_trust(home, node_id, SecurityConfig()))
+        ca = pki.load_cert(ca_pem)
+        assert trust.mesh_id == pki.fingerprint(ca) and trust.holds_ca
+        assert pki.issued_by(pki.load_cert(MeshDir(home).node_cert(node_id).read_bytes()), ca)
+        assert trust.cert.name == node_id and "localhost" in trust.cert.dns_names  # what the probes dial
+        if api_key:
+            assert trust.check_key(api_key).name == "me"
+
+
+def test_router_pods_are_named_like_their_service(rendered: Rendered, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A node certificate names the machine's host name: the router pods' is the Service's name, so
+    in-namespace clients calling `<fullname>-router:<port>` can verify it."""
+    from lanai.mesh.security import trust
+
+    hostname = pod_spec(rendered.router)["hostname"]
+    assert hostname == rendered.router_service["metadata"]["name"]
+    monkeypatch.setattr(trust.socket, "gethostname", lambda: hostname)
+    assert hostname in trust.machine_names()
+
+
 # --- node groups ------------------------------------------------------------------------------
 
 def test_default_cpu_group(chart: Any) -> None:
-    r = Rendered(chart.render({}, name=RELEASE, namespace="default"), {}, "default")
+    r = Rendered(chart.render(SECURE, name=RELEASE, namespace="default"), SECURE, "default")
     dep = r.group("speech-cpu")
     c = container(dep)
     assert dep["spec"]["replicas"] == 2
@@ -377,9 +601,9 @@ def test_gpu_and_cpu_groups(chart: Any) -> None:
 
 
 def test_groups_can_be_disabled_or_removed(chart: Any) -> None:
-    for values in ({"nodeGroups": {"speech-cpu": {"enabled": False}, "vision-language-cpu": {"enabled": False},
-                                   "only": {"replicas": 0}}},
-                   {"nodeGroups": {"speech-cpu": None, "vision-language-cpu": None, "only": {"replicas": 0}}}):
+    for values in ({**SECURE, "nodeGroups": {"speech-cpu": {"enabled": False}, "vision-language-cpu": {"enabled": False},
+                                             "only": {"replicas": 0}}},
+                   {**SECURE, "nodeGroups": {"speech-cpu": None, "vision-language-cpu": None, "only": {"replicas": 0}}}):
         r = Rendered(chart.render(values, name=RELEASE, namespace="default"), values, "default")
         assert [pod_labels(d)["lanai/node-group"] for d in r.deployments("node")] == ["only"]
         assert r.group("only")["spec"]["replicas"] == 0
@@ -387,7 +611,7 @@ def test_groups_can_be_disabled_or_removed(chart: Any) -> None:
 
 def test_bad_group_name_fails_the_render(chart: Any) -> None:
     with pytest.raises(helm_python.HelmError, match="not a valid group name"):
-        chart.render({"nodeGroups": {"Speech_CPU": {}}}, name=RELEASE, namespace="default")
+        chart.render({**SECURE, "nodeGroups": {"Speech_CPU": {}}}, name=RELEASE, namespace="default")
 
 
 # --- monitoring -------------------------------------------------------------------------------
@@ -423,7 +647,7 @@ def test_dashboard_configmap_only_when_enabled(rendered: Rendered) -> None:
 
 
 def test_dashboard_sidecar_label_is_configurable(chart: Any) -> None:
-    values = {"grafana": {"dashboard": {"enabled": True, "labelKey": "dashboards", "labelValue": "lanai"}}}
+    values = {**SECURE, "grafana": {"dashboard": {"enabled": True, "labelKey": "dashboards", "labelValue": "lanai"}}}
     r = Rendered(chart.render(values, name=RELEASE, namespace="default"), values, "default")
     (cm,) = r.kind("ConfigMap")
     assert cm["metadata"]["labels"]["dashboards"] == "lanai"
@@ -489,3 +713,78 @@ def test_every_value_has_a_comment() -> None:
             continue
         undocumented.append(f"line {i + 1}: {key.strip()}")
     assert undocumented == []
+
+
+def _code_blocks(text: str, language: str) -> list[str]:
+    return re.findall(rf"^```{language}\n(.*?)^```", text, flags=re.M | re.S)
+
+
+def _lanai_commands(text: str, indented: bool = False) -> list[list[str]]:
+    """Every `lanai ...` command line in shell text (also after `kubectl exec ... --`), comments and
+    line continuations removed; `indented`: only indented lines (NOTES.txt's commands, not its prose)."""
+    import shlex
+
+    found = []
+    for line in text.replace("\\\n", " ").splitlines():
+        if indented and not line.startswith(" "):
+            continue
+        line = line.split(" #")[0].strip()
+        if " -- lanai " in line:
+            line = line.split(" -- ", 1)[1]
+        line = line.split(" > ")[0]
+        if line.startswith("lanai "):
+            found.append(shlex.split(line)[1:])
+    return found
+
+
+def test_readme_commands_parse_with_lanai_argparse() -> None:
+    readme = (CHART / "README.md").read_text()
+    commands = [argv for block in _code_blocks(readme, "bash") for argv in _lanai_commands(block)]
+    assert ["mesh", "ca"] in commands and ["mesh", "init", "--home", "./lanai-ca"] in commands
+    for argv in commands:
+        try:
+            build_parser().parse_args(argv)
+        except SystemExit:
+            pytest.fail(f"the chart's README runs `lanai {' '.join(argv)}`, which lanai rejects")
+
+
+def test_readme_ca_secret_examples_fit_the_chart() -> None:
+    """The cert-manager example makes a CA Certificate lanai can use, in the Secret the install
+    commands name; the `kubectl create secret tls` example stores `lanai mesh init`'s files."""
+    readme = (CHART / "README.md").read_text()
+    named = set(re.findall(r"--set mesh\.caSecret=(\S+)", readme))
+    assert len(named) == 1, named
+    (secret,) = named
+    docs = [d for block in _code_blocks(readme, "yaml") for d in yaml.safe_load_all(block)
+            if d and str(d.get("apiVersion", "")).startswith("cert-manager.io/")]
+    issuers = {d["metadata"]["name"]: d for d in docs if d["kind"] == "Issuer"}
+    (certificate,) = [d for d in docs if d["kind"] == "Certificate"]
+    spec = certificate["spec"]
+    assert spec["isCA"] is True and spec["secretName"] == secret
+    assert (spec["privateKey"]["algorithm"], spec["privateKey"]["size"]) == ("ECDSA", 256), "lanai signs with ECDSA P-256"
+    assert spec["privateKey"]["rotationPolicy"] == "Never", "a new CA key is a new mesh"
+    assert issuers[spec["issuerRef"]["name"]]["spec"] == {"selfSigned": {}}
+    assert spec["issuerRef"]["kind"] == "Issuer"
+    mesh = MeshDir(Path("./lanai-ca"))
+    created = re.search(r"create secret tls (\S+)\s+--cert=(\S+) --key=(\S+)", readme.replace("\\\n", " "))
+    assert created, "no `kubectl create secret tls` example"
+    assert created.group(1) == secret
+    assert (created.group(2), created.group(3)) == (f"./{mesh.ca_cert}", f"./{mesh.ca_key}")
+
+
+@pytest.mark.parametrize("scenario", ["defaults", "observed-lb", "insecure-lab"])
+def test_notes_tell_clients_how_to_connect(chart: Any, scenario: str) -> None:
+    values, namespace = SCENARIOS[scenario]
+    r = Rendered(chart.render(values, name=RELEASE, namespace=namespace), values, namespace)
+    commands = _lanai_commands(r.notes, indented=True)
+    assert commands
+    for argv in commands:
+        args = build_parser().parse_args(argv)
+        if argv[0] in ("transcribe",) or argv[:2] == ["mesh", "ls"]:
+            if secure(values):
+                assert args.ca == "lanai-ca.pem" and not args.plaintext
+                assert bool(args.key) == mesh_values(values)["requireKeys"]
+            else:
+                assert args.plaintext
+    assert (["mesh", "ca"] in commands) == secure(values)
+    assert (["mesh", "key", "create", "me"] in commands) == (secure(values) and mesh_values(values)["requireKeys"])

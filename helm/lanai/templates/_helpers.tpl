@@ -89,10 +89,18 @@ Names.
 {{- end }}
 
 {{/*
-The name the router resolves: the headless Service's FQDN and the nodes' gRPC port.
+The port routers reach nodes at: the mesh port (mutual TLS), or the client port with mesh.insecure
+(no mesh port then).
+*/}}
+{{- define "lanai.nodes.port" -}}
+{{- if .Values.mesh.insecure }}{{ int .Values.ports.grpc }}{{ else }}{{ int .Values.ports.mesh }}{{ end }}
+{{- end }}
+
+{{/*
+The name the router resolves: the headless Service's FQDN and the nodes' mesh port.
 */}}
 {{- define "lanai.nodes.dnsTarget" -}}
-{{- printf "%s.%s.svc.%s:%d" (include "lanai.nodes.headlessName" .) .Release.Namespace (trimSuffix "." .Values.clusterDomain) (int .Values.ports.grpc) }}
+{{- printf "%s.%s.svc.%s:%s" (include "lanai.nodes.headlessName" .) .Release.Namespace (trimSuffix "." .Values.clusterDomain) (include "lanai.nodes.port" .) }}
 {{- end }}
 
 {{- define "lanai.serviceAccountName" -}}
@@ -127,20 +135,47 @@ terminationGracePeriodSeconds for a `--grace` value: the grace plus 15 s for the
 {{- end }}
 
 {{/*
-The three gRPC probes of a lanai container. Call with the root context.
+The grpc.health.v1 check of compose.yaml's healthcheck, over TLS: it trusts the mesh CA in
+$LANAI_HOME/mesh and connects as localhost, a name every node certificate carries. Health needs no
+API key. The address is its last argument.
+*/}}
+{{- define "lanai.healthScript" -}}
+import os, sys, grpc; from grpc_health.v1 import health_pb2 as h, health_pb2_grpc as g; ca = open(os.path.join(os.environ["LANAI_HOME"], "mesh", "ca.crt"), "rb").read(); c = grpc.secure_channel(sys.argv[1], grpc.ssl_channel_credentials(ca), [("grpc.enable_http_proxy", 0)]); r = g.HealthStub(c).Check(h.HealthCheckRequest(), timeout=3); sys.exit(r.status != h.HealthCheckResponse.SERVING)
+{{- end }}
+
+{{/*
+How each probe checks a lanai container: grpc.health.v1 on the client port. With mesh trust that
+port speaks TLS, which Kubernetes' native gRPC probe cannot (it dials plaintext), so an exec probe
+runs the health check over TLS inside the container. Not a tcpSocket probe: an open port says
+nothing about NOT_SERVING, and a draining pod must fail readiness to leave the headless Service's
+records. With mesh.insecure: the native gRPC probe.
+*/}}
+{{- define "lanai.probeAction" -}}
+{{- if .Values.mesh.insecure -}}
+grpc:
+  port: {{ .Values.ports.grpc }}
+{{- else -}}
+exec:
+  command:
+    - python
+    - -c
+    - {{ include "lanai.healthScript" . | quote }}
+    - {{ printf "localhost:%d" (int .Values.ports.grpc) | quote }}
+{{- end }}
+{{- end }}
+
+{{/*
+The three probes of a lanai container. Call with the root context.
 */}}
 {{- define "lanai.probes" -}}
 startupProbe:
-  grpc:
-    port: {{ .Values.ports.grpc }}
+  {{- include "lanai.probeAction" . | nindent 2 }}
   {{- toYaml .Values.probes.startup | nindent 2 }}
 readinessProbe:
-  grpc:
-    port: {{ .Values.ports.grpc }}
+  {{- include "lanai.probeAction" . | nindent 2 }}
   {{- toYaml .Values.probes.readiness | nindent 2 }}
 livenessProbe:
-  grpc:
-    port: {{ .Values.ports.grpc }}
+  {{- include "lanai.probeAction" . | nindent 2 }}
   {{- toYaml .Values.probes.liveness | nindent 2 }}
 {{- end }}
 
@@ -152,9 +187,116 @@ ports:
   - name: grpc
     containerPort: {{ .Values.ports.grpc }}
     protocol: TCP
+  {{- if not .Values.mesh.insecure }}
+  - name: mesh
+    containerPort: {{ .Values.ports.mesh }}
+    protocol: TCP
+  {{- end }}
   - name: metrics
     containerPort: {{ .Values.ports.metrics }}
     protocol: TCP
+{{- end }}
+
+{{/*
+The Secret holding the mesh CA (tls.crt, tls.key): required unless mesh.insecure.
+*/}}
+{{- define "lanai.mesh.caSecret" -}}
+{{- if not .Values.mesh.caSecret }}
+{{- fail "mesh.caSecret is required: the name of a Secret holding the mesh CA as tls.crt and tls.key (a cert-manager CA Certificate's secretName, or `kubectl create secret tls NAME --cert ca.crt --key ca.key` from `lanai mesh init`; see the chart's README), or set mesh.insecure=true to run a plaintext lab mesh without one" }}
+{{- end }}
+{{- .Values.mesh.caSecret }}
+{{- end }}
+
+{{/*
+The init container of every lanai pod (mesh trust only): it copies the CA from the Secret into the
+pod's mesh directory, where lanai issues the pod its own node certificate at start. The emptyDir's
+root belongs to root, and lanai keeps its mesh directory 0700 (it chmods it), so the files go into a
+subdirectory the pod's user creates, mounted by the lanai container at $LANAI_HOME/mesh (subPath).
+Call with (dict "ctx" $ "image" <override or nil>).
+*/}}
+{{- define "lanai.mesh.initContainers" -}}
+{{- $ctx := .ctx -}}
+{{- if not $ctx.Values.mesh.insecure -}}
+initContainers:
+  - name: mesh-ca
+    image: {{ include "lanai.image" . | quote }}
+    imagePullPolicy: {{ include "lanai.imagePullPolicy" . }}
+    {{- with $ctx.Values.securityContext }}
+    securityContext:
+      {{- toYaml . | nindent 6 }}
+    {{- end }}
+    command:
+      - sh
+      - -c
+      - >-
+        set -eu;
+        install -d -m 0700 /mesh/files;
+        install -m 0600 /mesh-ca/tls.crt /mesh/files/ca.crt;
+        install -m 0600 /mesh-ca/tls.key /mesh/files/ca.key
+        {{- if $ctx.Values.mesh.policyConfigMap }};
+        install -m 0600 /mesh-policy/policy.json /mesh/files/policy.json
+        {{- end }}
+    {{- with $ctx.Values.mesh.init.resources }}
+    resources:
+      {{- toYaml . | nindent 6 }}
+    {{- end }}
+    volumeMounts:
+      - name: mesh
+        mountPath: /mesh
+      - name: mesh-ca
+        mountPath: /mesh-ca
+        readOnly: true
+      {{- if $ctx.Values.mesh.policyConfigMap }}
+      - name: mesh-policy
+        mountPath: /mesh-policy
+        readOnly: true
+      {{- end }}
+{{- end }}
+{{- end }}
+
+{{/*
+Volume mounts of a lanai container: /tmp, and the mesh directory.
+*/}}
+{{- define "lanai.volumeMounts" -}}
+volumeMounts:
+  - name: tmp
+    mountPath: /tmp
+  {{- if not .Values.mesh.insecure }}
+  - name: mesh
+    mountPath: {{ printf "%s/mesh" (trimSuffix "/" .Values.lanaiHome) }}
+    subPath: files
+  {{- end }}
+{{- end }}
+
+{{/*
+Volumes of a lanai pod. The CA Secret is mounted by the init container only, readable through the
+pod's fsGroup (podSecurityContext), never by the lanai container (which gets copies, 0600).
+*/}}
+{{- define "lanai.volumes" -}}
+volumes:
+  - name: tmp
+    emptyDir: {}
+  {{- if not .Values.mesh.insecure }}
+  - name: mesh
+    emptyDir: {}
+  - name: mesh-ca
+    secret:
+      secretName: {{ include "lanai.mesh.caSecret" . }}
+      defaultMode: 0440
+      items:
+        - key: tls.crt
+          path: tls.crt
+        - key: tls.key
+          path: tls.key
+  {{- with .Values.mesh.policyConfigMap }}
+  - name: mesh-policy
+    configMap:
+      name: {{ . }}
+      items:
+        - key: policy.json
+          path: policy.json
+  {{- end }}
+  {{- end }}
 {{- end }}
 
 {{/*
@@ -174,15 +316,21 @@ Environment of every lanai container: LANAI_HOME, the pod name (the node id) and
 {{- end }}
 
 {{/*
-Flags every lanai process gets: listen on all pod addresses, metrics on, node id = pod name.
+Flags every lanai process gets: listen on all pod addresses, the mesh port (or --insecure), metrics
+on, node id = pod name.
 */}}
 {{- define "lanai.commonArgs" -}}
-{{- /* Plaintext between pods for now: mesh certificates from a Secret are not wired into the chart yet. */}}
+{{- if .Values.mesh.insecure -}}
 - --insecure
+{{ end -}}
 - --host
 - 0.0.0.0
 - --port
 - {{ .Values.ports.grpc | quote }}
+{{- if not .Values.mesh.insecure }}
+- --mesh-port
+- {{ .Values.ports.mesh | quote }}
+{{- end }}
 - --metrics-host
 - 0.0.0.0
 - --metrics-port
