@@ -32,7 +32,8 @@ class MeshConfig:
     peers: tuple[str, ...] = ()
     """host:port of other nodes, for static discovery."""
     dns_name: str = ""
-    """NAME[:PORT] whose A/AAAA records are the nodes, for dns discovery (port 50051 by default)."""
+    """NAME[:PORT] whose A/AAAA records are the nodes, for dns discovery (PORT: the nodes' mesh port,
+    50052, by default; their client port, 50051, when --insecure)."""
     dns_server: str = ""
     """IP[:PORT] of the resolver for dns discovery; empty for the system's."""
     interface: str = ""
@@ -76,7 +77,8 @@ class MeshPresence:
             self._discovery = StaticDiscovery(cfg.peers)
         elif cfg.discovery == "dns" and router is not None:
             name, _, dns_port = cfg.dns_name.partition(":")
-            self._discovery = DnsDiscovery(name, int(dns_port or 50051), server=cfg.dns_server)
+            default = 50051 if self.trust is None else 50052
+            self._discovery = DnsDiscovery(name, int(dns_port or default), server=cfg.dns_server)
         elif cfg.discovery == "mdns":
             # A node listening on loopback is reachable only there: announce it only there.
             pinned = cfg.advertise_address or (host if _is_loopback(host) and not cfg.interface else "")

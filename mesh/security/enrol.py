@@ -62,10 +62,13 @@ async def open_trust(home: Path, node_id: str, config: SecurityConfig, *, listen
     return trust
 
 
-def _has_certificate(mesh: MeshDir, node_id: str) -> bool:
+def _has_certificate(mesh: MeshDir, node_id: str, *, current: bool = False) -> bool:
+    """A certificate of this mesh for node_id (`current`: and not expired, so an expired one may join again)."""
     try:
         cert = pki.load_cert(mesh.node_cert(node_id).read_bytes())
     except (FileNotFoundError, pki.PkiError):
+        return False
+    if current and cert.not_valid_after_utc <= utc_now():
         return False
     return mesh.node_key(node_id).exists() and pki.issued_by(cert, mesh.load_ca())
 
@@ -77,7 +80,7 @@ async def _join_once(mesh: MeshDir, text: str, node_id: str, addresses: list[str
         if mine != token.mesh:
             raise JoinError(f"this machine belongs to mesh {mine[:16]} already ({mesh.path}); the token is for mesh "
                             f"{token.mesh[:16]}. Use another --home to join a second mesh")
-        if _has_certificate(mesh, node_id):
+        if _has_certificate(mesh, node_id, current=True):
             log.info("node %s is a member of mesh %s already; --join is only needed once", node_id, mine[:16])
             return
     await join(mesh, token, node_id, addresses)
@@ -101,7 +104,7 @@ async def join(mesh: MeshDir, token: invites.Token, node_id: str, addresses: lis
     key = pki.new_key()
     csr = pki.new_csr(key, node_id, dns_names=machine_names(), ip_addresses=addresses)
     host = f"[{token.host}]" if ":" in token.host else token.host
-    options = [("grpc.ssl_target_name_override", token.inviter)]
+    options = [("grpc.ssl_target_name_override", token.inviter), ("grpc.enable_http_proxy", 0)]
     async with grpc.aio.secure_channel(f"{host}:{token.grpc_port}", grpc.ssl_channel_credentials(ca_pem),
                                        options=options) as channel:
         try:
@@ -142,6 +145,7 @@ async def renew_through_issuer(mesh: MeshDir, trust: Trust, csr: bytes) -> bytes
         raise JoinError("this node does not know where the mesh CA is (no issuer.json): join again")
     host = f"[{issuer['host']}]" if ":" in issuer["host"] else issuer["host"]
     async with grpc.aio.secure_channel(f"{host}:{issuer['mesh_port']}", trust.channel_credentials(),
-                                       options=[("grpc.ssl_target_name_override", issuer["node_id"])]) as channel:
+                                       options=[("grpc.ssl_target_name_override", issuer["node_id"]),
+                                                ("grpc.enable_http_proxy", 0)]) as channel:
         reply = await mesh_pb2_grpc.MembershipStub(channel).Renew(mesh_pb2.RenewRequest(csr_pem=csr), timeout=20)
     return bytes(reply.certificate_pem)
