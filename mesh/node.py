@@ -22,7 +22,7 @@ from lanai.mesh.hosted import HostedService
 from lanai.mesh.catalog import GRPC_SERVICES
 from lanai.mesh.load import LoadBoard
 from lanai.mesh.mesh_service import MeshServicer, RoutingInterceptor
-from lanai.mesh.presence import MeshConfig, MeshPresence
+from lanai.mesh.presence import MeshConfig, MeshPresence, is_loopback
 from lanai.mesh.router import ACCEPT_KEEPALIVE, Router
 from lanai.mesh.node_service import NodeServicer
 from lanai.mesh.security.auth import AuthInterceptor
@@ -208,7 +208,7 @@ def _load_services(config: NodeConfig, board: LoadBoard) -> list[HostedService]:
 
 async def _open_trust(config: NodeConfig, node_id: str) -> Trust | None:
     security = config.security
-    loopback = config.host in ("127.0.0.1", "::1", "localhost")
+    loopback = is_loopback(config.host)
     if security.insecure:
         log.warning("node %s runs --insecure: plaintext, no mesh membership, no API keys. Any device on the network "
                     "can read its traffic, call it and join it. Use this only on a lab network", node_id)

@@ -81,7 +81,7 @@ class MeshPresence:
             self._discovery = DnsDiscovery(name, int(dns_port or default), server=cfg.dns_server)
         elif cfg.discovery == "mdns":
             # A node listening on loopback is reachable only there: announce it only there.
-            pinned = cfg.advertise_address or (host if _is_loopback(host) and not cfg.interface else "")
+            pinned = cfg.advertise_address or (host if is_loopback(host) and not cfg.interface else "")
             addresses = choose_addresses(local_interfaces(), interface=cfg.interface, advertise_address=pinned)
             self._zeroconf = open_zeroconf(addresses)
             if services:
@@ -106,7 +106,7 @@ class MeshPresence:
             await self.router.close()
 
 
-def _is_loopback(host: str) -> bool:
+def is_loopback(host: str) -> bool:
     try:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:

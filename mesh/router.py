@@ -153,9 +153,7 @@ class Router:
             raise Untrusted(f"announced itself as {announced_id} but its certificate is {peer.name}'s")
         pinned = (peer.name, trust.generation)
         if self._pinned.get(address) != pinned:
-            stale = self._channels.pop(address, None)
-            if stale is not None:
-                self._spawn(stale.close(grace=30))
+            self._drop_channel(address, grace=30)
             self._channels[address] = grpc.aio.secure_channel(
                 address, trust.channel_credentials(),
                 options=[*CHANNEL_OPTIONS, *KEEPALIVE, ("grpc.ssl_target_name_override", peer.name)])
@@ -166,10 +164,7 @@ class Router:
         for node in list(self.state.nodes.values()):
             if node.node_id and policy.is_revoked(node.node_id) and node.state is not NodeState.REVOKED:
                 self._distrust(node.address, NodeState.REVOKED, f"{node.node_id} was revoked from the mesh")
-                self._pinned.pop(node.address, None)
-                channel = self._channels.pop(node.address, None)
-                if channel is not None:
-                    self._spawn(channel.close())  # its calls end now; the watcher sees it and stays away
+                self._drop_channel(node.address)  # its calls end now; the watcher sees it and stays away
 
     def _sync_policy(self, address: str, theirs: int) -> None:
         """Gossip: a node that holds an older policy is handed ours, a newer one is fetched."""
@@ -197,6 +192,13 @@ class Router:
 
         self._spawn(exchange())
 
+    def _drop_channel(self, address: str, grace: float | None = None) -> None:
+        """Forget the node's channel and close it in the background (after `grace` s for its calls)."""
+        self._pinned.pop(address, None)
+        channel = self._channels.pop(address, None)
+        if channel is not None:
+            self._spawn(channel.close(grace=grace))
+
     def _spawn(self, work: Any) -> None:
         task: asyncio.Future[Any] = asyncio.ensure_future(work)
         self._background.add(task)
@@ -216,10 +218,7 @@ class Router:
         task = self._watchers.pop(address, None)
         if task is not None:
             task.cancel()
-        channel = self._channels.pop(address, None)
-        self._pinned.pop(address, None)
-        if channel is not None:
-            self._spawn(channel.close())
+        self._drop_channel(address)
         self.state = events.forgotten(self.state, address)
         log.info("router %s: node at %s left the mesh", self.router_id, address)
 

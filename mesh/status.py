@@ -44,7 +44,7 @@ class LanaiInterceptor(grpc.aio.ServerInterceptor):
     def __init__(self, node_id: str, *, routes: bool = False) -> None:
         self._node_id = node_id
         self._routes = routes
-        self._wrapped: dict[tuple[int, bool], tuple[Any, Any]] = {}  # (id(handler), routed) -> (handler, wrapped)
+        self._wrapped = handlers.Wrapped()
 
     async def intercept_service(self, continuation: Callable[[Any], Awaitable[Any]], details: Any) -> Any:
         handler = await continuation(details)
@@ -54,14 +54,7 @@ class LanaiInterceptor(grpc.aio.ServerInterceptor):
         # it is counted as routed, so a node that also routes does not count a call twice.
         routed = self._routes and details.method in RPCS and not any(
             key == FORWARDED for key, _ in details.invocation_metadata or ())
-        known = self._wrapped.get((id(handler), routed))
-        if known is not None and known[0] is handler:
-            return known[1]
-        wrapped = self._wrap(handler, details.method, routed)
-        if len(self._wrapped) > 4096:  # handlers are per method, so this only guards against surprises
-            self._wrapped.clear()
-        self._wrapped[(id(handler), routed)] = (handler, wrapped)
-        return wrapped
+        return self._wrapped.get(handler, routed, lambda: self._wrap(handler, details.method, routed))
 
     def _wrap(self, handler: Any, path: str, routed: bool) -> Any:
         full_service, method = path[1:].split("/", 1)

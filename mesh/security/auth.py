@@ -26,20 +26,13 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
     def __init__(self, trust: Trust, *, require_keys: bool) -> None:
         self._trust = trust
         self._require_keys = require_keys
-        self._wrapped: dict[int, tuple[Any, Any]] = {}
+        self._wrapped = handlers.Wrapped()
 
     async def intercept_service(self, continuation: Callable[[Any], Awaitable[Any]], details: Any) -> Any:
         handler = await continuation(details)
         if handler is None or details.method.startswith(OPEN):
             return handler
-        known = self._wrapped.get(id(handler))
-        if known is not None and known[0] is handler:
-            return known[1]
-        wrapped = _guarded(handler, self.check)
-        if len(self._wrapped) > 4096:
-            self._wrapped.clear()
-        self._wrapped[id(handler)] = (handler, wrapped)
-        return wrapped
+        return self._wrapped.get(handler, None, lambda: _guarded(handler, self.check))
 
     def check(self, context: Context) -> None:
         """Raises Unauthenticated or PermissionDenied for a caller that may not make this call."""
