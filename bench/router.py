@@ -405,11 +405,8 @@ async def measure_tiny(stubs: dict[str, speech_pb2_grpc.SpeechAsyncStub], calls:
     return list(results.values())
 
 
-async def measure_real(stubs: dict[str, speech_pb2_grpc.SpeechAsyncStub], wav: bytes, audio_s: float,
-                       calls: int) -> HopResult:
-    result = HopResult("real", REAL_RATIO_TARGET, {side: [] for side in stubs}, {side: [] for side in stubs},
-                       audio_s=audio_s)
-
+def real_calls(result: HopResult, stubs: Mapping[str, Any], wav: bytes) -> Callable[[str, bool], Call]:
+    """one(side, keep): a real transcription on that side, its wall and compute time kept when `keep`."""
     def one(side: str, keep: bool) -> Call:
         async def call() -> None:
             await asyncio.sleep(0.05)  # neither side starts while the other's threads still spin
@@ -418,6 +415,15 @@ async def measure_real(stubs: dict[str, speech_pb2_grpc.SpeechAsyncStub], wav: b
                 result.seconds[side].append(seconds)
                 result.compute_s[side].append(response.served_by.compute_ms / 1000)
         return call
+    return one
+
+
+async def measure_real(stubs: dict[str, speech_pb2_grpc.SpeechAsyncStub], wav: bytes, audio_s: float,
+                       calls: int) -> HopResult:
+    result = HopResult("real", REAL_RATIO_TARGET, {side: [] for side in stubs}, {side: [] for side in stubs},
+                       audio_s=audio_s)
+
+    one = real_calls(result, stubs, wav)
 
     await rotate(1, [one(side, False) for side in stubs])  # warm-up
     await rotate(calls, [one(side, True) for side in stubs])
@@ -952,14 +958,7 @@ async def measure_tls_real(stubs: Mapping[str, Any], wav: bytes, audio_s: float,
     result = HopResult("real", TLS_REAL_TARGET, {side: [] for side in stubs}, {side: [] for side in stubs},
                        audio_s=audio_s, top="tls", bottom="plaintext")
 
-    def one(side: str, keep: bool) -> Call:
-        async def call() -> None:
-            await asyncio.sleep(0.05)  # neither side starts while the other's threads still spin
-            seconds, response = await real_call(stubs[side], wav)
-            if keep:
-                result.seconds[side].append(seconds)
-                result.compute_s[side].append(response.served_by.compute_ms / 1000)
-        return call
+    one = real_calls(result, stubs, wav)
 
     await alternate(1, one("plaintext", False), [one("tls", False)])  # warm-up
     watch.start()
