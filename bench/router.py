@@ -56,11 +56,12 @@ interleaved), not across machines.
    `lanai mesh key create` makes an API key there, and the router runs in the same home (it
    holds the CA, so it issues itself a certificate) with `--peers` naming the node's mesh port:
    router -> node is mutual TLS, client -> router is TLS (verified against the mesh CA) with the
-   key, passed as `grpc.access_token_call_credentials` composed with the channel credentials
-   (as the `lanai` CLI does), and, as a third, reference side, as plain per-call
-   `authorization` metadata on a TLS channel (gRPC Python runs a call-credentials plugin in a
-   new thread per call: this side shows what that costs). Measured after a warm-up, the fleets
-   strictly alternating (plaintext, TLS, plaintext, TLS with the key as metadata, ...; processes
+   key as per-call `authorization` metadata added by the `lanai` CLI's own interceptor
+   (mesh/cli/connect.py, as every CLI command sends it), and, as a third, reference side,
+   passed as `grpc.access_token_call_credentials` composed with the channel credentials (gRPC
+   Python runs a call-credentials plugin in a new thread per call: this side shows what that
+   costs, and why the CLI does not use it). Measured after a warm-up, the fleets
+   strictly alternating (plaintext, TLS, plaintext, TLS with the key as call credentials, ...; processes
    that have just served a call answer the next one faster, so an ABC CBA order would favour
    the two TLS sides, which share their router and node; the plaintext side gets twice the
    calls): the two tiny calls of part 1 (target: TLS p50 <= 1.15x plaintext) and the real ~5 s
@@ -118,6 +119,7 @@ import benchlib  # noqa: E402 - bench/ sibling module
 from benchlib import emit, short, table  # noqa: E402
 from lanai.api.mesh.v1 import mesh_pb2, mesh_pb2_grpc
 from lanai.api.speech.v1 import speech_pb2, speech_pb2_grpc
+from lanai.mesh.cli import connect
 from lanai.services import models as model_cache
 
 TINY_RATIO_TARGET = 2.0
@@ -138,9 +140,9 @@ MESH_PORT = re.compile(r" mesh_port=(\d+)")
 UPSTREAM_OPTIONS = [("grpc.max_send_message_length", -1), ("grpc.max_receive_message_length", -1)]
 """The bare hop's channel to the node: the limits the router's channels set."""
 SIDES = ("direct", "bare", "routed")
-TLS_SIDES = ("plaintext", "tls", "tls-metadata")
-"""Part 6: through the --insecure router; through the TLS router with the key as call credentials
-(as the CLI sends it); the same with the key as per-call metadata (reference, tiny calls only)."""
+TLS_SIDES = ("plaintext", "tls", "tls-callcreds")
+"""Part 6: through the --insecure router; through the TLS router with the key as metadata from the
+CLI's interceptor; the same with the key as call credentials (reference, tiny calls only)."""
 LOG_LINE = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) (\w+) (\S+): (.*)$")
 
 TINY_REQUESTS = {
@@ -897,16 +899,6 @@ class ConnWatch:
         return r
 
 
-class KeyAsMetadata:
-    """A Speech stub whose calls carry the API key as plain `authorization` metadata."""
-
-    def __init__(self, stub: speech_pb2_grpc.SpeechAsyncStub, key: str) -> None:
-        self._stub, self._metadata = stub, (("authorization", f"Bearer {key}"),)
-
-    def Transcribe(self, request: speech_pb2.TranscribeRequest, timeout: float | None = None) -> Any:  # noqa: N802
-        return self._stub.Transcribe(request, timeout=timeout, metadata=self._metadata)
-
-
 @dataclass
 class TlsRun:
     tiny: list[HopResult] = field(default_factory=list)
@@ -920,7 +912,7 @@ async def alternate(rounds: int, plaintext: Call, tls: Sequence[Call],
                     after_round: Callable[[], None] | None = None) -> None:
     """Rounds of P T1 P T2 ...: a call through one fleet never follows one through the same
     fleet. (Processes that have just served a call answer the next one faster, so an ABC CBA
-    order over plaintext, tls and tls-metadata would favour the two TLS sides, which share their
+    order over plaintext, tls and tls-callcreds would favour the two TLS sides, which share their
     router and node.) `after_round` runs, untimed, after each round."""
     for _ in range(rounds):
         for call in tls:
@@ -984,7 +976,7 @@ async def create_key(home: Path, name: str = "bench") -> str:
     return key
 
 
-async def until_forwarded(stub: speech_pb2_grpc.SpeechAsyncStub | KeyAsMetadata,
+async def until_forwarded(stub: speech_pb2_grpc.SpeechAsyncStub,
                           timeout: float = UP_TIMEOUT_S) -> dict[str, int]:
     """Poll with the "no audio" call until the node answers it through the router (the key is
     live on the router, the node is UP there); the refusals seen before, by status."""
@@ -1002,9 +994,11 @@ async def until_forwarded(stub: speech_pb2_grpc.SpeechAsyncStub | KeyAsMetadata,
         await asyncio.sleep(POLL_S)
 
 
-def secure_channel(address: str, credentials: grpc.ChannelCredentials) -> grpc.aio.Channel:
+def secure_channel(address: str, credentials: grpc.ChannelCredentials,
+                   interceptors: Sequence[grpc.aio.ClientInterceptor] | None = None) -> grpc.aio.Channel:
     return grpc.aio.secure_channel(address, credentials, options=[("grpc.max_receive_message_length", 64 << 20),
-                                                                  ("grpc.max_send_message_length", 64 << 20)])
+                                                                  ("grpc.max_send_message_length", 64 << 20)],
+                                   interceptors=interceptors)
 
 
 async def tls_phase(plan: Plan, workdir: Path, home: Path, clip: tuple[bytes, float], results: Results) -> None:
@@ -1017,7 +1011,8 @@ async def tls_phase(plan: Plan, workdir: Path, home: Path, clip: tuple[bytes, fl
         plain_router, tls_router = await asyncio.gather(plain.router("plainrouter", [plain_node.address]),
                                                         secure.router("tlsrouter", [tls_node.mesh_address]))
         tls = grpc.ssl_channel_credentials((tls_home / "mesh" / "ca.crt").read_bytes())
-        with_key = grpc.composite_channel_credentials(tls, grpc.access_token_call_credentials(key))
+        call_creds = grpc.composite_channel_credentials(tls, grpc.access_token_call_credentials(key))
+        key_md = connect.aio_key_interceptors(key)
         ports = {"plaintext: client -> router": plain_router.port, "plaintext: router -> node": plain_node.port,
                  "TLS: client -> router": tls_router.port, "TLS: router -> node mesh port": tls_node.mesh_port}
         run.setup["ports"] = {**ports, "TLS: node client port (unused)": tls_node.port,
@@ -1026,17 +1021,18 @@ async def tls_phase(plan: Plan, workdir: Path, home: Path, clip: tuple[bytes, fl
         # throwaway channels that share no connection with the measured ones.
         own = [("grpc.use_local_subchannel_pool", 1)]
         async with grpc.aio.insecure_channel(plain_router.address, options=own) as plain_ch, \
-                grpc.aio.secure_channel(tls_router.address, with_key, options=own) as tls_ch:
+                grpc.aio.secure_channel(tls_router.address, tls, options=own, interceptors=key_md) as tls_ch:
             run.setup["refused_before_up"] = {
                 "plaintext": await until_forwarded(speech_pb2_grpc.SpeechStub(plain_ch)),
                 "tls": await until_forwarded(speech_pb2_grpc.SpeechStub(tls_ch))}
             await wait_up(mesh_pb2_grpc.MeshStub(plain_ch), [plain_node.address])
             await wait_up(mesh_pb2_grpc.MeshStub(tls_ch), [tls_node.mesh_address])
-        async with channel(plain_router.address) as plain_ch, secure_channel(tls_router.address, with_key) as tls_ch, \
-                secure_channel(tls_router.address, tls) as md_ch:
+        async with channel(plain_router.address) as plain_ch, \
+                secure_channel(tls_router.address, tls, key_md) as tls_ch, \
+                secure_channel(tls_router.address, call_creds) as cc_ch:
             stubs: dict[str, Any] = {"plaintext": speech_pb2_grpc.SpeechStub(plain_ch),
                                      "tls": speech_pb2_grpc.SpeechStub(tls_ch),
-                                     "tls-metadata": KeyAsMetadata(speech_pb2_grpc.SpeechStub(md_ch), key)}
+                                     "tls-callcreds": speech_pb2_grpc.SpeechStub(cc_ch)}
             # The control: the channels connect on their first call (the counters must see that).
             watch = ConnWatch("first calls (control)", ports, measured=False)
             watch.start()
@@ -1076,11 +1072,11 @@ def tls_table(results: Sequence[HopResult]) -> str:
              f"{len(r.seconds['plaintext'])} / {len(r.seconds['tls'])}",
              ms(r.p("plaintext", 50)), ms(r.p("tls", 50)), ratio(r.ratio("tls", "plaintext")),
              ms(r.p("plaintext", 90)), ms(r.p("tls", 90)), ratio(r.ratio("tls", "plaintext", 90)),
-             ms(r.p("tls-metadata", 50)), ratio(r.ratio("tls-metadata", "plaintext")),
+             ms(r.p("tls-callcreds", 50)), ratio(r.ratio("tls-callcreds", "plaintext")),
              f"<= {r.target:.2f}", verdict(r.passed)] for r in results]
     return table(["request", "calls plaintext / TLS", "plaintext p50 ms", "TLS p50 ms", "TLS/plaintext p50",
-                  "plaintext p90 ms", "TLS p90 ms", "TLS/plaintext p90", "TLS, key as metadata p50 ms",
-                  "metadata/plaintext p50", "target (TLS/plaintext p50)", "verdict"], rows)
+                  "plaintext p90 ms", "TLS p90 ms", "TLS/plaintext p90", "TLS, key as call credentials p50 ms",
+                  "call credentials/plaintext p50", "target (TLS/plaintext p50)", "verdict"], rows)
 
 
 def tls_real_summary(r: HopResult) -> str:
@@ -1390,11 +1386,11 @@ def verdicts(results: Results) -> list[str]:
 def tls_verdicts(run: TlsRun) -> list[str]:
     lines = []
     for r in run.tiny:
-        md = r.ratio("tls-metadata", "plaintext")
+        cc = r.ratio("tls-callcreds", "plaintext")
         lines.append(f"- TLS, tiny request \"{r.request}\": TLS/plaintext p50 {r.p50_ratio:.3f} (target <= {r.target:.2f}): "
                      f"{verdict(r.passed)} ({ms(r.p('tls', 50))} vs {ms(r.p('plaintext', 50))} ms); p90 ratio "
-                     f"{r.ratio('tls', 'plaintext', 90):.3f}; with the key as plain metadata instead of call credentials "
-                     f"{md:.3f}.")
+                     f"{r.ratio('tls', 'plaintext', 90):.3f}; with the key as call credentials instead of metadata "
+                     f"{cc:.3f}.")
     if run.real is not None:
         r = run.real
         overhead = real_overhead_ms(r)
@@ -1446,7 +1442,7 @@ def tls_summary(run: TlsRun) -> dict[str, Any]:
         return {"request": r.request, "passed": r.passed, "target_p50_ratio": r.target,
                 "p50_s": {s: r.p(s, 50) for s in r.seconds}, "p90_s": {s: r.p(s, 90) for s in r.seconds},
                 "tls_plaintext_p50": r.p50_ratio, "tls_plaintext_p90": r.ratio("tls", "plaintext", 90),
-                "metadata_plaintext_p50": r.ratio("tls-metadata", "plaintext")}
+                "callcreds_plaintext_p50": r.ratio("tls-callcreds", "plaintext")}
 
     summary: dict[str, Any] = {"tiny": [hop(r) for r in run.tiny], "connections": [
         {"window": w.window, "passed": w.tls_passed if w.measured else None, "opened": w.opened, "calls": w.calls,

@@ -64,7 +64,7 @@ ROUTER_CIRCUIT_TRIPS = Counter("lanai_router_circuit_trips", "Times a router sto
 REFUSED_PEERS = Counter("lanai_mesh_refused_peers", "Nodes or callers refused for lack of mesh membership, by reason "
                         "(untrusted, foreign, revoked, forwarded_by_non_member).", ["reason"])
 CLIENT_CALLS_REJECTED = Counter("lanai_client_calls_rejected", "Client calls refused before any work, by reason "
-                                "(no_key, unknown_key, revoked_key).", ["reason"])
+                                "(no_key, unknown_key, revoked_key, node_revoked).", ["reason"])
 
 NODE_STATES = ("up", "suspect", "down", "refused", "draining", "untrusted", "foreign", "revoked")
 _mesh_views: dict[str, Callable[[], Mapping[str, int]]] = {}

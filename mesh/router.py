@@ -164,7 +164,20 @@ class Router:
         for node in list(self.state.nodes.values()):
             if node.node_id and policy.is_revoked(node.node_id) and node.state is not NodeState.REVOKED:
                 self._distrust(node.address, NodeState.REVOKED, f"{node.node_id} was revoked from the mesh")
-                self._drop_channel(node.address)  # its calls end now; the watcher sees it and stays away
+                self._spawn(self._tell_revoked(node.address, policy))
+
+    async def _tell_revoked(self, address: str, policy: Policy) -> None:
+        """A parting message: hand the revoked node the policy that revokes it (so it stops serving
+        its own clients and says why), then drop its channel (its calls end; the watcher stays away)."""
+        channel, trust = self._channels.get(address), self.trust
+        try:
+            if channel is not None and trust is not None:
+                await mesh_pb2_grpc.MembershipStub(channel).OfferPolicy(
+                    mesh_pb2.SignedPolicy(version=policy.version, signed=trust.signed_policy), timeout=3)
+        except grpc.aio.AioRpcError as exc:
+            log.info("router %s: could not tell %s it was revoked: %s", self.router_id, address, exc.details())
+        finally:
+            self._drop_channel(address)
 
     def _sync_policy(self, address: str, theirs: int) -> None:
         """Gossip: a node that holds an older policy is handed ours, a newer one is fetched."""

@@ -13,6 +13,7 @@ from typing import Any
 
 import grpc
 
+from lanai.mesh.presence import is_loopback
 from lanai.services import models
 
 Options = Sequence[tuple[str, Any]]
@@ -35,8 +36,8 @@ def add_flags(p: argparse.ArgumentParser, to_help: str = "node or router host:po
 
 
 def credentials(args: argparse.Namespace) -> grpc.ChannelCredentials | None:
-    """None for plaintext. With --ca (or a local mesh CA and a node that speaks TLS): TLS, plus
-    the API key on every call."""
+    """None for plaintext. With --ca (or a local mesh CA and a node that speaks TLS): TLS (the
+    API key travels as call metadata, see KeyMetadata)."""
     if args.plaintext:
         return None
     if args.cert and not args.ca:
@@ -50,22 +51,109 @@ def credentials(args: argparse.Namespace) -> grpc.ChannelCredentials | None:
         ca = local.read_bytes()
     if args.cert:
         return grpc.ssl_channel_credentials(ca, _read(args.cert_key, "--cert-key"), _read(args.cert, "--cert"))
-    creds = grpc.ssl_channel_credentials(ca)
-    if args.key:
-        creds = grpc.composite_channel_credentials(creds, grpc.access_token_call_credentials(args.key))
-    return creds
+    return grpc.ssl_channel_credentials(ca)
 
 
 def aio_channel(args: argparse.Namespace, options: Options = ()) -> grpc.aio.Channel:
     creds = credentials(args)
     opts = [*options, ("grpc.enable_http_proxy", 0)]
-    return grpc.aio.insecure_channel(args.to, opts) if creds is None else grpc.aio.secure_channel(args.to, creds, opts)
+    interceptors = aio_key_interceptors(args.key) if _sends_key(args, creds) else None
+    if creds is None:
+        return grpc.aio.insecure_channel(args.to, opts, interceptors=interceptors)
+    return grpc.aio.secure_channel(args.to, creds, opts, interceptors=interceptors)
 
 
 def channel(args: argparse.Namespace, options: Options = ()) -> grpc.Channel:
     creds = credentials(args)
     opts = [*options, ("grpc.enable_http_proxy", 0)]
-    return grpc.insecure_channel(args.to, opts) if creds is None else grpc.secure_channel(args.to, creds, opts)
+    plain = grpc.insecure_channel(args.to, opts) if creds is None else grpc.secure_channel(args.to, creds, opts)
+    return grpc.intercept_channel(plain, KeyMetadata(args.key)) if _sends_key(args, creds) else plain
+
+
+# The key travels as plain `authorization` metadata, added by an interceptor. Not
+# grpc.access_token_call_credentials: gRPC Python runs a call-credentials plugin in a new thread
+# per call, which cost ~10-15% of a tiny call's latency (docs/benchmarks.md, TLS).
+
+def _sends_key(args: argparse.Namespace, creds: grpc.ChannelCredentials | None) -> bool:
+    """On TLS; in the clear only to this machine (`lanai up --keys` serves plaintext on loopback).
+    Not with a client certificate, which is the credential then."""
+    if not args.key or args.cert:
+        return False
+    return creds is not None or is_loopback(args.to.rpartition(":")[0].strip("[]"))
+
+def key_metadata(key: str, metadata: Sequence[tuple[str, str | bytes]] | None) -> list[tuple[str, str | bytes]]:
+    return [*(metadata or ()), ("authorization", f"Bearer {key}")]
+
+
+class KeyMetadata(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInterceptor,  # type: ignore[misc]
+                  grpc.StreamUnaryClientInterceptor, grpc.StreamStreamClientInterceptor):
+    """Adds the API key to every call of a sync channel."""
+
+    def __init__(self, key: str) -> None:
+        self._key = key
+
+    def _details(self, details: Any) -> Any:
+        return _CallDetails(details.method, details.timeout, key_metadata(self._key, details.metadata),
+                            details.credentials, details.wait_for_ready, details.compression)
+
+    def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
+        return continuation(self._details(details), request)
+
+    def intercept_unary_stream(self, continuation: Any, details: Any, request: Any) -> Any:
+        return continuation(self._details(details), request)
+
+    def intercept_stream_unary(self, continuation: Any, details: Any, requests: Any) -> Any:
+        return continuation(self._details(details), requests)
+
+    def intercept_stream_stream(self, continuation: Any, details: Any, requests: Any) -> Any:
+        return continuation(self._details(details), requests)
+
+
+class _CallDetails(grpc.ClientCallDetails):  # type: ignore[misc]
+    def __init__(self, method: str, timeout: float | None, metadata: Any, credentials: Any,
+                 wait_for_ready: bool | None, compression: Any) -> None:
+        self.method, self.timeout, self.metadata = method, timeout, metadata
+        self.credentials, self.wait_for_ready, self.compression = credentials, wait_for_ready, compression
+
+
+def aio_key_interceptors(key: str) -> list[grpc.aio.ClientInterceptor]:
+    """Interceptors adding the API key to every call of an asyncio channel: one per call shape
+    (grpc.aio files an interceptor under the first shape it implements only)."""
+    return [_AioUnaryUnary(key), _AioUnaryStream(key), _AioStreamUnary(key), _AioStreamStream(key)]
+
+
+class _AioKey:
+    def __init__(self, key: str) -> None:
+        self._key = key
+
+    def _details(self, details: grpc.aio.ClientCallDetails) -> grpc.aio.ClientCallDetails:
+        return grpc.aio.ClientCallDetails(details.method, details.timeout,
+                                          grpc.aio.Metadata(*key_metadata(self._key, details.metadata)),
+                                          details.credentials, details.wait_for_ready)
+
+
+class _AioUnaryUnary(_AioKey, grpc.aio.UnaryUnaryClientInterceptor):
+    async def intercept_unary_unary(self, continuation: Any, details: grpc.aio.ClientCallDetails,
+                                    request: Any) -> Any:
+        return await continuation(self._details(details), request)
+
+
+class _AioUnaryStream(_AioKey, grpc.aio.UnaryStreamClientInterceptor):
+    async def intercept_unary_stream(self, continuation: Any, details: grpc.aio.ClientCallDetails,
+                                     request: Any) -> Any:
+        return await continuation(self._details(details), request)
+
+
+class _AioStreamUnary(_AioKey, grpc.aio.StreamUnaryClientInterceptor):
+    async def intercept_stream_unary(self, continuation: Any, details: grpc.aio.ClientCallDetails,
+                                     requests: Any) -> Any:
+        return await continuation(self._details(details), requests)
+
+
+class _AioStreamStream(_AioKey, grpc.aio.StreamStreamClientInterceptor):
+    async def intercept_stream_stream(self, continuation: Any, details: grpc.aio.ClientCallDetails,
+                                      requests: Any) -> Any:
+        return await continuation(self._details(details), requests)
 
 
 def hint(error: grpc.RpcError) -> str:

@@ -36,6 +36,12 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
 
     def check(self, context: Context) -> None:
         """Raises Unauthenticated or PermissionDenied for a caller that may not make this call."""
+        if self._trust.revoked(self._trust.node_id):
+            metrics.CLIENT_CALLS_REJECTED.labels("node_revoked").inc()
+            raise PermissionDenied(f"node {self._trust.node_id} was revoked from its mesh and serves no calls; call "
+                                   f"another node (to rejoin, this machine needs a new identity: remove "
+                                   f"{self._trust.dir.path} and {self._trust.dir.path.parent / 'node-id'}, then "
+                                   "start it with --join and a new invite)")
         metadata = context.invocation_metadata() or ()
         forwarded = any(key == FORWARDED for key, _ in metadata)
         peer = self._trust.peer(context)

@@ -180,7 +180,8 @@ class Trust:
         log.info("node %s: mesh policy version %d (%d revoked node(s), %d API key(s))", self.node_id,
                  policy.version, len(policy.revoked_nodes), len(policy.keys))
         if self.node_id in newly:
-            log.error("node %s: this node was revoked from the mesh; no member will call it or answer it",
+            log.error("node %s: this node was revoked from the mesh; no member will call it or answer it, and "
+                      "it refuses every call now",
                       self.node_id)
         for listener in self.on_policy:
             listener(policy)

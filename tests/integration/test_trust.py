@@ -429,6 +429,18 @@ async def test_revoked_key_and_node(site: Site, hello: bytes) -> None:
     replies = [await transcribe(router.address, site, hello) for router in (site.a, second) for _ in range(25)]
     assert {r.served_by.node_id for r in replies} == {"trust-a"}
     assert served(site.b) == before
+    # The router told the revoked node as it let go: it refuses its own clients too, and says why.
+    deadline = loop.time() + 10
+    while True:
+        try:
+            await transcribe(site.b.address, site, hello)
+            outcome = "OK"
+        except grpc.aio.AioRpcError as exc:
+            outcome = f"{exc.code().name}: {exc.details()}"
+        if outcome.startswith("PERMISSION_DENIED") and "trust-b was revoked from its mesh" in outcome:
+            break
+        assert loop.time() < deadline, outcome
+        await asyncio.sleep(0.2)
     # Nor may it renew its certificate any more.
     trust = Trust(MeshDir(site.tmp / "b"), "trust-b", SecurityConfig())
     with pytest.raises(grpc.aio.AioRpcError) as refused:
