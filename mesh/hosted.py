@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -22,6 +22,10 @@ class ModelFacts:
     devices: tuple[str, ...]
     throughput_unit: str
     """Unit of the measured throughput, e.g. "audio_seconds_per_second"."""
+    engine: str = ""
+    """The runtime serving it: "faster-whisper", "onnxruntime", "llama.cpp", "mlx"."""
+    task: str = ""
+    """Vision's "classify"/"faces"/"ocr", language's "generate"/"embed"; "" for speech."""
 
 
 class HostedService(Protocol):
@@ -43,9 +47,10 @@ class HostedService(Protocol):
         """Release the engine (threads, models) once the server has stopped."""
 
 
-def admission_for(service: str, slots: int, max_queue: int, board: LoadBoard, models: Iterable[str],
-                  throughput_unit: str) -> AdmissionController:
-    """A service's admission controller, reporting to the node's load board with its models."""
+def admission_for(service: str, slots: int, max_queue: int, board: LoadBoard,
+                  units: Mapping[str, str]) -> AdmissionController:
+    """A service's admission controller, reporting to the node's load board with its models
+    (`units`: each model's throughput unit)."""
     admission = AdmissionController(service, slots, max_queue, on_change=board.changed)
-    board.add(admission, {model: throughput_unit for model in models})
+    board.add(admission, dict(units))
     return admission

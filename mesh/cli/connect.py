@@ -81,11 +81,12 @@ def _sends_key(args: argparse.Namespace, creds: grpc.ChannelCredentials | None) 
         return False
     return creds is not None or is_loopback(args.to.rpartition(":")[0].strip("[]"))
 
-def key_metadata(key: str, metadata: Sequence[tuple[str, str | bytes]] | None) -> list[tuple[str, str | bytes]]:
+def key_metadata(key: str, metadata: Any) -> list[tuple[str, str | bytes]]:
+    """`metadata` (a sequence of pairs, grpc.aio.Metadata or None) with the key added."""
     return [*(metadata or ()), ("authorization", f"Bearer {key}")]
 
 
-class KeyMetadata(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInterceptor,  # type: ignore[misc]
+class KeyMetadata(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInterceptor,
                   grpc.StreamUnaryClientInterceptor, grpc.StreamStreamClientInterceptor):
     """Adds the API key to every call of a sync channel."""
 
@@ -109,7 +110,7 @@ class KeyMetadata(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInterc
         return continuation(self._details(details), requests)
 
 
-class _CallDetails(grpc.ClientCallDetails):  # type: ignore[misc]
+class _CallDetails(grpc.ClientCallDetails):
     def __init__(self, method: str, timeout: float | None, metadata: Any, credentials: Any,
                  wait_for_ready: bool | None, compression: Any) -> None:
         self.method, self.timeout, self.metadata = method, timeout, metadata

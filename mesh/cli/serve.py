@@ -19,6 +19,7 @@ from lanai.mesh.security import pki
 from lanai.services import models
 from lanai.services.errors import LanaiError
 from lanai.services.language.config import LanguageConfig
+from lanai.services.language.engines import CHOICES, LLAMA_CPP_SLOTS, MLX_SLOTS
 from lanai.services.speech.config import SpeechConfig
 from lanai.services.vision.config import VisionConfig
 
@@ -113,15 +114,27 @@ def _node_flags(p: argparse.ArgumentParser, host: str, discovery: str = "mdns",
     p.add_argument("--max-image-pixels", type=int, default=VisionConfig.max_pixels,
                    help=f"largest image accepted, width x height (default {VisionConfig.max_pixels:,})")
     p.add_argument("--language-models", default=",".join(LanguageConfig.models),
-                   help="embedded model names or mlx-lm model directories, comma-separated; the first is the "
-                        f"default (default {','.join(LanguageConfig.models)})")
+                   help="generation models: embedded names, GGUF files (llama.cpp) or mlx-lm model directories, "
+                        f"comma-separated; the first is the default (default {','.join(LanguageConfig.models)})")
+    p.add_argument("--language-engine", default=LanguageConfig.engine, choices=CHOICES,
+                   help="auto: mlx on Apple silicon, llama.cpp elsewhere (default auto)")
+    p.add_argument("--language-embedding-models", default=",".join(LanguageConfig.embedding_models),
+                   help="embedding models (embedded names or folders with model.onnx and tokenizer.json), "
+                        f"comma-separated, '' for none (default {','.join(LanguageConfig.embedding_models)})")
     p.add_argument("--language-slots", type=int, default=LanguageConfig.slots,
-                   help=f"generations batched together (default {LanguageConfig.slots})")
+                   help="generations decoded together (default: the engine's; llama.cpp "
+                        f"{LLAMA_CPP_SLOTS}, mlx {MLX_SLOTS})")
+    p.add_argument("--language-threads", type=int, default=LanguageConfig.threads,
+                   help="CPU threads for generation (llama.cpp) and embeddings (default: every core)")
+    p.add_argument("--language-context", type=int, default=LanguageConfig.context_length,
+                   help="llama.cpp: context tokens per slot (default: the model's, at most 4096)")
     p.add_argument("--language-queue", type=int, default=LanguageConfig.max_queue,
                    help=f"requests that may wait for a place in the batch (default {LanguageConfig.max_queue})")
     p.add_argument("--max-tokens", type=int, default=LanguageConfig.max_tokens_limit,
                    help=f"most tokens one request may ask for (default {LanguageConfig.max_tokens_limit})")
-    p.add_argument("--language-device", default="auto", help="auto (Metal on Apple silicon, else cpu), cpu or gpu")
+    p.add_argument("--language-device", default="auto",
+                   help="auto (mlx: Metal on Apple silicon; llama.cpp: a GPU when its build has one), cpu, or gpu "
+                        "(cuda is the same)")
     p.add_argument("--language-blas", default="auto",
                    help="Linux CPU: auto preloads Debian's OpenBLAS when installed, off keeps mlx's bundled BLAS, "
                         "or a path to a libblas.so.3")
@@ -139,8 +152,10 @@ def config_from_args(args: argparse.Namespace) -> NodeConfig:
         models=_names(args.vision_models), slots=args.vision_slots, max_queue=args.vision_queue,
         cpu_threads=args.vision_threads, device=args.vision_device, max_pixels=args.max_image_pixels)
     language = LanguageConfig(
-        models=_names(args.language_models), slots=args.language_slots, max_queue=args.language_queue,
-        max_tokens_limit=args.max_tokens, device=args.language_device, blas=args.language_blas)
+        models=_names(args.language_models), embedding_models=_names(args.language_embedding_models),
+        engine=args.language_engine, slots=args.language_slots, threads=args.language_threads,
+        context_length=args.language_context, max_queue=args.language_queue, max_tokens_limit=args.max_tokens,
+        device="gpu" if args.language_device == "cuda" else args.language_device, blas=args.language_blas)
     security = SecurityConfig(insecure=args.insecure, client_tls=args.client_tls and not args.insecure,
                               require_keys=not args.open, join=args.join, metrics_token=args.metrics_token)
     peers = tuple(p.strip() for p in args.peers.split(",") if p.strip())

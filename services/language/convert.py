@@ -7,6 +7,7 @@ import math
 from lanai.api.common.v1 import common_pb2
 from lanai.api.language.v1 import language_pb2
 from lanai.services.errors import InvalidInput
+from lanai.services.language.embed import EmbeddingModel, Embeddings
 from lanai.services.language.types import (FINISH_CANCELLED, FINISH_LENGTH, FINISH_STOP, ROLES, Message, Sampling,
                                            Usage)
 
@@ -76,3 +77,11 @@ def finish_reason(finish: str) -> language_pb2.FinishReason:
 def response(text: str, finish: str, u: Usage, served: common_pb2.ServedBy) -> language_pb2.GenerateResponse:
     return language_pb2.GenerateResponse(text=text, finish_reason=finish_reason(finish), usage=usage(u),
                                          served_by=served)
+
+
+def embed_response(result: Embeddings, model: EmbeddingModel,
+                   served: common_pb2.ServedBy) -> language_pb2.EmbedResponse:
+    return language_pb2.EmbedResponse(
+        embeddings=[language_pb2.Embedding(values=row) for row in result.vectors.tolist()],
+        dimensions=model.dimensions, normalized=True, prompt_tokens=result.tokens, max_tokens=model.max_tokens,
+        served_by=served)

@@ -69,10 +69,9 @@ def convert(gguf_path: Path, out_dir: Path, progress: Callable[[str], None] = pr
 
 
 def prepare_model(folder: Path, progress: Callable[[str], None]) -> None:
-    """The model cache's build step: the model.gguf assembled in `folder` becomes an mlx-lm model
-    directory in place (the GGUF is then dropped: serving never reads it)."""
+    """The model cache's build step for the mlx engine: the model.gguf assembled in `folder` gets
+    an mlx-lm model directory beside it (the GGUF stays: the llama.cpp engine serves it as is)."""
     convert(folder / "model.gguf", folder, progress)
-    (folder / "model.gguf").unlink()
 
 
 def _metadata(reader: GGUFReader) -> dict[str, Any]:

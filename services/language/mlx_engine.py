@@ -1,4 +1,5 @@
-"""The language engine: one mlx-lm model per name, continuous batching on one thread.
+"""The mlx language engine (Apple silicon; also mlx's CPU build): one mlx-lm model per name,
+continuous batching on one thread.
 
 All mlx work (loading, prefill, decoding) happens on one generation thread: mlx streams are
 thread-local, and one thread stepping one `BatchGenerator` is what continuous batching is.
@@ -12,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-import platform
 import queue
 import threading
 import time
@@ -23,21 +23,15 @@ from typing import Any
 from lanai.services.errors import InvalidInput, ModelNotFound, Unavailable
 from lanai.services.language import blas
 from lanai.services.language.config import LanguageConfig
+from lanai.services.language.engines import MLX_SLOTS, apple_silicon
 from lanai.services.language.stops import StopScanner
-from lanai.services.language.types import FINISH_CANCELLED, FINISH_LENGTH, FINISH_STOP, Chunk, Message, Sampling, Usage
+from lanai.services.language.types import (FINISH_CANCELLED, FINISH_LENGTH, FINISH_STOP, Chunk, LoadedModel, Message,
+                                           Sampling, Usage)
 from lanai.services.models import ResolvedModel
 
 log = logging.getLogger(__name__)
 PREFILL_CHUNK = 128
 """Prompt tokens processed per step while other requests are decoding."""
-
-
-@dataclass(frozen=True)
-class LoadedModel:
-    name: str
-    source: str
-    devices: tuple[str, ...]
-    context_length: int
 
 
 @dataclass
@@ -62,13 +56,13 @@ class _Model:
         import mlx.core as mx
         from mlx_lm import load
 
-        if config.device == "cpu" or (config.device == "auto" and not _apple_silicon()):
+        if config.device == "cpu" or (config.device == "auto" and not apple_silicon()):
             mx.set_default_device(mx.cpu)
         self.mx = mx
         loaded: Any = load(str(resolved.path), return_config=True)
         self.model, self.tokenizer, model_config = loaded
         self.context_length = int(model_config.get("max_position_embeddings") or 2048)
-        self.slots = config.slots
+        self.slots = config.slots or MLX_SLOTS
         self.batch: Any = self._new_batch()
         self.device = str(mx.default_device()).removeprefix("Device(").removesuffix(")").split(",")[0]
         self.active: dict[int, _Request] = {}
@@ -96,7 +90,9 @@ class _Model:
         self.mx.synchronize()
 
 
-class LanguageEngine:
+class MlxEngine:
+    name = "mlx"
+
     def __init__(self, models: Sequence[ResolvedModel], config: LanguageConfig) -> None:
         if not models:
             raise ValueError("the language service needs at least one model")
@@ -112,6 +108,7 @@ class LanguageEngine:
         if (error := started.get()) is not None:
             raise error
         self.default_model = models[0].name
+        self.slots = config.slots or MLX_SLOTS
         self.models = [LoadedModel(r.name, r.source, (m.device + ("+openblas" if self.blas else ""),),
                                    m.context_length) for r, m in ((r, self._models[r.name]) for r in models)]
 
@@ -272,7 +269,3 @@ class LanguageEngine:
                       time_to_first_token_s=first - request.submitted if request.generated else 0.0,
                       tokens_per_second=after_first / (end - first) if after_first > 0 and end > first else 0.0)
         request.emit(Chunk(text, reason, usage))
-
-
-def _apple_silicon() -> bool:
-    return platform.system() == "Darwin" and platform.machine() == "arm64"

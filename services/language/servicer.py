@@ -15,31 +15,38 @@ from lanai.mesh.admission import Timing
 from lanai.mesh.hosted import ModelFacts, admission_for
 from lanai.mesh.load import LoadBoard
 from lanai.services.language import convert
-from lanai.services.language.engine import LanguageEngine
+from lanai.services.language.embed import Embedder
+from lanai.services.language.engines import Engine
 from lanai.services.language.types import Chunk, Message, Sampling, Usage
 from lanai.services.wire import served_by
 
 THROUGHPUT_UNIT = "tokens_per_second"
+EMBED_UNIT = "texts_per_second"
 MEASURE_PROMPT = "Write one sentence about the sea."
 
 
 class LanguageService:
-    """The language service as a node hosts it: engine, admission control (a slot is a place
-    in the batch) and servicer."""
+    """The language service as a node hosts it: a generation engine, embedding models,
+    admission control (a slot is a place in the batch; an Embed call holds one while it runs)
+    and servicer."""
 
     name = "language"
     grpc_service = "lanai.language.v1.Language"
 
-    def __init__(self, engine: LanguageEngine, board: LoadBoard) -> None:
+    def __init__(self, engine: Engine, embedder: Embedder, board: LoadBoard) -> None:
         cfg = engine.config
         self.engine = engine
+        self.embedder = embedder
         self.board = board
-        self.admission = admission_for(self.name, cfg.slots, cfg.max_queue, board, (m.name for m in engine.models),
-                                       THROUGHPUT_UNIT)
+        self.admission = admission_for(self.name, engine.slots, cfg.max_queue, board,
+                                       {**{m.name: THROUGHPUT_UNIT for m in engine.models},
+                                        **{m.name: EMBED_UNIT for m in embedder.models}})
 
     def models(self) -> Sequence[ModelFacts]:
-        return [ModelFacts(m.name, m.name == self.engine.default_model, m.source, m.devices, THROUGHPUT_UNIT)
-                for m in self.engine.models]
+        return [*(ModelFacts(m.name, m.name == self.engine.default_model, m.source, m.devices, THROUGHPUT_UNIT,
+                             engine=self.engine.name, task="generate") for m in self.engine.models),
+                *(ModelFacts(m.name, m.name == self.embedder.default_model, m.source, m.devices, EMBED_UNIT,
+                             engine="onnxruntime", task="embed") for m in self.embedder.models)]
 
     def register(self, server: grpc.aio.Server) -> None:
         language_pb2_grpc.add_LanguageServicer_to_server(LanguageServicer(self), server)
@@ -55,6 +62,10 @@ class LanguageService:
             async for chunk in self.engine.generate(model.name, tokens, Sampling(max_tokens=16, temperature=0.0)):
                 if chunk.usage is not None and chunk.usage.tokens_per_second > 0:
                     self.board.observe(self.name, model.name, chunk.usage.tokens_per_second)
+        for encoder in self.embedder.models:
+            started = time.perf_counter()
+            await asyncio.to_thread(self.embedder.embed, encoder.name, [MEASURE_PROMPT] * 8)
+            self.board.observe(self.name, encoder.name, 8 / (time.perf_counter() - started))
 
     async def stream(self, request: language_pb2.GenerateRequest, model: str,
                      context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[tuple[Chunk, Timing]]:
@@ -72,6 +83,17 @@ class LanguageService:
                 if chunk.usage is not None:
                     self.observe(model, chunk.usage, timing)
                 yield chunk, timing
+
+    async def embed(self, request: language_pb2.EmbedRequest, model: str,
+                    context: grpc.aio.ServicerContext[Any, Any]) -> language_pb2.EmbedResponse:
+        texts = list(request.texts)
+        self.embedder.check(texts)  # before any queueing
+        result, timing = await self.admission.run(lambda: self.embedder.embed(model, texts), tag=model,
+                                                  timeout=context.time_remaining())
+        metrics.COMPUTE_SECONDS.labels(self.name, model).observe(timing.compute_s)
+        if timing.compute_s > 0:
+            self.board.observe(self.name, model, len(texts) / timing.compute_s)
+        return convert.embed_response(result, self.embedder.info(model), served_by(self.board.node_id, model, timing))
 
     def observe(self, model: str, usage: Usage, timing: Timing) -> None:
         """Record a finished generation in metrics and in the model's measured throughput."""
@@ -100,6 +122,10 @@ class LanguageServicer(language_pb2_grpc.LanguageServicer):
                 return convert.response("".join(parts), chunk.finish, chunk.usage,
                                         served_by(self._node_id, model, timing))
         raise AssertionError("the engine ended a generation without a last chunk")
+
+    async def Embed(self, request: language_pb2.EmbedRequest,
+                    context: grpc.aio.ServicerContext[Any, Any]) -> language_pb2.EmbedResponse:
+        return await self._service.embed(request, self._service.embedder.resolve(request.model), context)
 
     async def GenerateStream(self, request: language_pb2.GenerateRequest,
                              context: grpc.aio.ServicerContext[Any, Any]

@@ -9,6 +9,14 @@ FINISH_STOP, FINISH_LENGTH, FINISH_CANCELLED = "stop", "length", "cancelled"
 
 
 @dataclass(frozen=True)
+class LoadedModel:
+    name: str
+    source: str
+    devices: tuple[str, ...]
+    context_length: int
+
+
+@dataclass(frozen=True)
 class Message:
     role: str
     content: str

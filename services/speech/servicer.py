@@ -35,11 +35,12 @@ class SpeechService:
         cfg = engine.config
         self.engine = engine
         self.board = board
-        self.admission = admission_for(self.name, cfg.slots, cfg.max_queue, board, (m.name for m in engine.models),
-                                       THROUGHPUT_UNIT)
+        self.admission = admission_for(self.name, cfg.slots, cfg.max_queue, board,
+                                       {m.name: THROUGHPUT_UNIT for m in engine.models})
 
     def models(self) -> Sequence[ModelFacts]:
-        return [ModelFacts(m.name, m.name == self.engine.default_model, m.source, (m.device,), THROUGHPUT_UNIT)
+        return [ModelFacts(m.name, m.name == self.engine.default_model, m.source, (m.device,), THROUGHPUT_UNIT,
+                           engine="faster-whisper")
                 for m in self.engine.models]
 
     def register(self, server: grpc.aio.Server) -> None:

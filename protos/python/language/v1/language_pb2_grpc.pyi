@@ -37,6 +37,8 @@ class LanguageStub:
     """Generate a completion as a stream of text deltas. The last message carries
     finish_reason and usage; cancelling the call stops generation at once.
     """
+    Embed: _grpc.UnaryUnaryMultiCallable[_language_pb2.EmbedRequest, _language_pb2.EmbedResponse]
+    """Embed a batch of texts as vectors (search, clustering, retrieval), one per text, in order."""
 
 @_typing.type_check_only
 class LanguageAsyncStub(LanguageStub):
@@ -47,6 +49,8 @@ class LanguageAsyncStub(LanguageStub):
     """Generate a completion as a stream of text deltas. The last message carries
     finish_reason and usage; cancelling the call stops generation at once.
     """
+    Embed: _aio.UnaryUnaryMultiCallable[_language_pb2.EmbedRequest, _language_pb2.EmbedResponse]  # type: ignore[assignment]
+    """Embed a batch of texts as vectors (search, clustering, retrieval), one per text, in order."""
 
 class LanguageServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -66,5 +70,13 @@ class LanguageServicer(metaclass=_abc_1.ABCMeta):
         """Generate a completion as a stream of text deltas. The last message carries
         finish_reason and usage; cancelling the call stops generation at once.
         """
+
+    @_abc_1.abstractmethod
+    def Embed(
+        self,
+        request: _language_pb2.EmbedRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_language_pb2.EmbedResponse, _abc.Awaitable[_language_pb2.EmbedResponse]]:
+        """Embed a batch of texts as vectors (search, clustering, retrieval), one per text, in order."""
 
 def add_LanguageServicer_to_server(servicer: LanguageServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

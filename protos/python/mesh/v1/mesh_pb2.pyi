@@ -123,18 +123,22 @@ class Throughput(_message.Message):
     def __init__(self, unit: _Optional[str] = ..., value: _Optional[float] = ..., samples: _Optional[int] = ...) -> None: ...
 
 class ModelInfo(_message.Message):
-    __slots__ = ("name", "is_default", "source", "devices", "throughput")
+    __slots__ = ("name", "is_default", "source", "devices", "throughput", "engine", "task")
     NAME_FIELD_NUMBER: _ClassVar[int]
     IS_DEFAULT_FIELD_NUMBER: _ClassVar[int]
     SOURCE_FIELD_NUMBER: _ClassVar[int]
     DEVICES_FIELD_NUMBER: _ClassVar[int]
     THROUGHPUT_FIELD_NUMBER: _ClassVar[int]
+    ENGINE_FIELD_NUMBER: _ClassVar[int]
+    TASK_FIELD_NUMBER: _ClassVar[int]
     name: str
     is_default: bool
     source: str
     devices: _containers.RepeatedScalarFieldContainer[str]
     throughput: Throughput
-    def __init__(self, name: _Optional[str] = ..., is_default: _Optional[bool] = ..., source: _Optional[str] = ..., devices: _Optional[_Iterable[str]] = ..., throughput: _Optional[_Union[Throughput, _Mapping]] = ...) -> None: ...
+    engine: str
+    task: str
+    def __init__(self, name: _Optional[str] = ..., is_default: _Optional[bool] = ..., source: _Optional[str] = ..., devices: _Optional[_Iterable[str]] = ..., throughput: _Optional[_Union[Throughput, _Mapping]] = ..., engine: _Optional[str] = ..., task: _Optional[str] = ...) -> None: ...
 
 class ServiceInfo(_message.Message):
     __slots__ = ("name", "grpc_service", "slots", "max_queue", "models")
