@@ -127,7 +127,7 @@ def _node_flags(p: argparse.ArgumentParser, host: str, discovery: str = "mdns",
     p.add_argument("--language-threads", type=int, default=LanguageConfig.threads,
                    help="CPU threads for generation (llama.cpp) and embeddings (default: every core)")
     p.add_argument("--language-context", type=int, default=LanguageConfig.context_length,
-                   help="llama.cpp: context tokens per slot (default: the model's, at most 4096)")
+                   help="llama.cpp: context tokens per slot, prompt and answer (default 2048)")
     p.add_argument("--language-queue", type=int, default=LanguageConfig.max_queue,
                    help=f"requests that may wait for a place in the batch (default {LanguageConfig.max_queue})")
     p.add_argument("--max-tokens", type=int, default=LanguageConfig.max_tokens_limit,

@@ -26,7 +26,7 @@ class LanguageConfig:
     max_tokens_limit: int = 2048
     """The most tokens one request may ask for."""
     context_length: int = 0
-    """llama.cpp: tokens of context per slot; 0: the model's training context, at most 4096."""
+    """llama.cpp: tokens of context per slot (prompt and answer); 0: 2048."""
     max_embed_texts: int = 256
     """The most texts one Embed call may carry."""
     device: str = "auto"

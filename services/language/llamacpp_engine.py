@@ -34,9 +34,10 @@ from lanai.services.language.types import FINISH_CANCELLED, FINISH_LENGTH, FINIS
 from lanai.services.models import ResolvedModel
 
 log = logging.getLogger(__name__)
-DEFAULT_CONTEXT = 4096
-"""Context tokens per slot when the configuration says 0 (a KV cache this size per slot is
-small for these models; the prompt limit says so to the client)."""
+DEFAULT_CONTEXT = 2048
+"""Context tokens per slot when the configuration says 0. llama.cpp allocates the KV cache for
+every slot up front: SmolLM2-135M takes ~17 MB per 1000 tokens (4 slots x 4096 tokens grew a
+node by 270 MB); a client that sends more is told the limit."""
 REPETITION_CONTEXT = 64
 """Recent tokens the repetition penalty looks at (as the mlx engine)."""
 _FINISH = {"stop": FINISH_STOP, "length": FINISH_LENGTH}

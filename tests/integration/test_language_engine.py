@@ -32,8 +32,8 @@ async def answer(engine: LanguageEngine, question: str) -> str:
 
 
 async def test_a_failed_step_fails_its_requests_and_the_engine_recovers(engine: LanguageEngine) -> None:
-    before = await answer(engine, "What is the capital of France?")
-    assert "Paris" in before
+    before = await answer(engine, "What is the capital of Japan?")
+    assert "Tokyo" in before
     batch = engine._models[LANGUAGE_MODEL].batch  # noqa: SLF001 - inject one failure into the real batch
 
     def broken_step() -> None:
@@ -41,6 +41,6 @@ async def test_a_failed_step_fails_its_requests_and_the_engine_recovers(engine: 
 
     batch.next = broken_step
     with pytest.raises(RuntimeError, match="generation failed on this node: simulated"):
-        await answer(engine, "What is the capital of France?")
+        await answer(engine, "What is the capital of Japan?")
     assert engine._models[LANGUAGE_MODEL].batch is not batch  # noqa: SLF001 - a fresh batch replaced it
-    assert await answer(engine, "What is the capital of France?") == before
+    assert await answer(engine, "What is the capital of Japan?") == before
