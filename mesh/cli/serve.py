@@ -113,9 +113,11 @@ def _node_flags(p: argparse.ArgumentParser, host: str, discovery: str = "mdns",
     p.add_argument("--vision-device", default="auto", help="auto (CUDA/CoreML when present), cpu or cuda")
     p.add_argument("--max-image-pixels", type=int, default=VisionConfig.max_pixels,
                    help=f"largest image accepted, width x height (default {VisionConfig.max_pixels:,})")
-    p.add_argument("--language-models", default=",".join(LanguageConfig.models),
+    p.add_argument("--language-models",
+                   default=os.environ.get("LANAI_LANGUAGE_MODELS") or ",".join(LanguageConfig.models),
                    help="generation models: embedded names, GGUF files (llama.cpp) or mlx-lm model directories, "
-                        f"comma-separated; the first is the default (default {','.join(LanguageConfig.models)})")
+                        "comma-separated; the first is the default (default $LANAI_LANGUAGE_MODELS, else "
+                        f"{','.join(LanguageConfig.models)}; smollm2-135m is the small, fast one)")
     p.add_argument("--language-engine", default=LanguageConfig.engine, choices=CHOICES,
                    help="auto: mlx on Apple silicon, llama.cpp elsewhere (default auto)")
     p.add_argument("--language-embedding-models", default=",".join(LanguageConfig.embedding_models),

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class LanguageConfig:
-    models: tuple[str, ...] = ("smollm2-135m",)
+    models: tuple[str, ...] = ("qwen2.5-coder-0.5b",)
     """Generation models: embedded names, GGUF files (llama.cpp) or mlx-lm model directories;
     the first is the default."""
     embedding_models: tuple[str, ...] = ("minilm-l6",)

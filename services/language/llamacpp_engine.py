@@ -89,7 +89,7 @@ class _Model:
         params.hostnames = [self._socket]
         params.api_keys = [self._key]
         params.n_threads_http = 1
-        params.verbosity = -1 if not log.isEnabledFor(logging.DEBUG) else 1
+        params.verbosity = 1 if not log.isEnabledFor(logging.DEBUG) else 3  # 1: errors only; 0 hides those too
         try:
             self.server: Any = xllamacpp.Server(params)
         except Exception:

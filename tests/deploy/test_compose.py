@@ -544,7 +544,7 @@ def test_copied_sources_are_what_the_package_is_built_from() -> None:
 
 @pytest.mark.slow
 @pytest.mark.timeout(120)
-def test_build_steps_succeed_on_the_copied_files(tmp_path: Path) -> None:
+def test_build_steps_succeed_on_the_copied_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The Dockerfile's RUN steps, here: build the package from exactly the files it copies (what
     `pip install '.[models]'` does first), install that build, and run `lanai models prepare` with
     it into a fresh $LANAI_HOME. Dependencies come from this environment (no network)."""
@@ -598,11 +598,14 @@ def test_build_steps_succeed_on_the_copied_files(tmp_path: Path) -> None:
     # Everything the image serves is prepared: the default CMD's model and every model in compose.
     def models_of(args: argparse.Namespace) -> set[str]:
         services = args.services.split(",")
-        return {name for service in ("speech", "vision", "language") if service in services
-                for name in getattr(args, f"{service}_models").split(",")}
+        flags = [f"{service}_models" for service in ("speech", "vision", "language") if service in services]
+        flags += ["language_embedding_models"] if "language" in services else []
+        return {name for flag in flags for name in getattr(args, flag).split(",") if name}
 
+    monkeypatch.delenv("LANAI_LANGUAGE_MODELS", raising=False)  # the image's defaults, not the suite's
     served = models_of(parse(exec_form("CMD")))
-    assert {"base", "efficientnet-lite0", "mtcnn", "pp-ocrv4", "smollm2-135m"} <= served
+    assert {"base", "efficientnet-lite0", "mtcnn", "pp-ocrv4", models.default_model("language").name,
+            "minilm-l6"} <= served
     if shutil.which("docker-compose"):
         for variant in VARIANTS:
             for service in lanai_services(variant).values():

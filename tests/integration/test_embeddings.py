@@ -16,7 +16,7 @@ from lanai.api.language.v1 import language_pb2, language_pb2_grpc
 from lanai.mesh.node import Node, NodeConfig
 from lanai.services.language.config import LanguageConfig
 
-from .conftest import EMBEDDING_MODEL, INSECURE
+from .conftest import EMBEDDING_MODEL, INSECURE, LANGUAGE_MODEL
 from .processes import up, wait_for_nodes
 from .test_mesh import lone_pair
 
@@ -27,7 +27,8 @@ pytestmark = pytest.mark.asyncio(loop_scope="session")
 async def embed_node(language_home: Path) -> AsyncIterator[Node]:
     config = NodeConfig(home=language_home, services=("language",), host="127.0.0.1", port=0,
                         metrics_host="127.0.0.1", metrics_port=None, node_id="embed-node",
-                        security=INSECURE, language=LanguageConfig(slots=2, max_embed_texts=64))
+                        security=INSECURE, language=LanguageConfig(models=(LANGUAGE_MODEL,), slots=2,
+                                                                    max_embed_texts=64))
     node = await Node.start(config)
     yield node
     await node.stop(grace_s=1)

@@ -34,7 +34,7 @@ GREEDY = language_pb2.SamplingOptions(temperature=0.0, max_tokens=48)
 async def language_node(request: pytest.FixtureRequest, language_home: Path) -> AsyncIterator[Node]:
     config = NodeConfig(home=language_home, services=("language",), host="127.0.0.1", port=0,
                         metrics_host="127.0.0.1", metrics_port=0, node_id="language-node", security=INSECURE,
-                        language=LanguageConfig(engine=request.param, slots=SLOTS, max_queue=4,
+                        language=LanguageConfig(models=(MODEL,), engine=request.param, slots=SLOTS, max_queue=4,
                                                 max_tokens_limit=512))
     node = await Node.start(config)
     yield node
