@@ -5,8 +5,10 @@ the model cache asks it which formats to prepare."""
 from __future__ import annotations
 
 import platform
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Collection, Sequence
 from typing import TYPE_CHECKING, Protocol
+
+from lanai.services.errors import ModelNotFound
 
 if TYPE_CHECKING:
     from lanai.services.language.config import LanguageConfig
@@ -61,6 +63,15 @@ class Engine(Protocol):
         (the client went away) stops the generation and frees its slot."""
 
     def close(self) -> None: ...
+
+
+def resolve_name(name: str, default: str, served: Collection[str]) -> str:
+    """A request's model name: "" is the default; an unknown one is ModelNotFound listing `served`."""
+    if not name:
+        return default
+    if name not in served:
+        raise ModelNotFound(f"language model {name!r} is not served here; this node has: {', '.join(served)}")
+    return name
 
 
 def open_engine(models: Sequence[ResolvedModel], config: LanguageConfig) -> Engine:

@@ -26,9 +26,9 @@ from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from lanai.services.errors import InvalidInput, ModelNotFound, Unavailable
+from lanai.services.errors import InvalidInput, Unavailable
 from lanai.services.language.config import LanguageConfig
-from lanai.services.language.engines import LLAMA_CPP, LLAMA_CPP_SLOTS
+from lanai.services.language.engines import LLAMA_CPP, LLAMA_CPP_SLOTS, resolve_name
 from lanai.services.language.types import FINISH_CANCELLED, FINISH_LENGTH, FINISH_STOP, Chunk, LoadedModel, Message, \
     Sampling, Usage
 from lanai.services.models import ResolvedModel
@@ -148,12 +148,7 @@ class LlamaCppEngine:
                                    self._models[r.name].context_length) for r in models]
 
     def resolve(self, name: str) -> str:
-        if not name:
-            return self.default_model
-        if name not in self._models:
-            raise ModelNotFound(f"language model {name!r} is not served here; this node has: "
-                                f"{', '.join(self._models)}")
-        return name
+        return resolve_name(name, self.default_model, self._models)
 
     def encode(self, model: str, prompt: str | Sequence[Message]) -> list[int]:
         target = self._models[model]

@@ -20,10 +20,10 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from lanai.services.errors import InvalidInput, ModelNotFound, Unavailable
+from lanai.services.errors import InvalidInput, Unavailable
 from lanai.services.language import blas
 from lanai.services.language.config import LanguageConfig
-from lanai.services.language.engines import MLX_SLOTS, apple_silicon
+from lanai.services.language.engines import MLX_SLOTS, apple_silicon, resolve_name
 from lanai.services.language.stops import StopScanner
 from lanai.services.language.types import (FINISH_CANCELLED, FINISH_LENGTH, FINISH_STOP, Chunk, LoadedModel, Message,
                                            Sampling, Usage)
@@ -115,12 +115,7 @@ class MlxEngine:
     # --- asyncio side ----------------------------------------------------------------------------------------
 
     def resolve(self, name: str) -> str:
-        if not name:
-            return self.default_model
-        if name not in self._models:
-            raise ModelNotFound(f"language model {name!r} is not served here; this node has: "
-                                f"{', '.join(self._models)}")
-        return name
+        return resolve_name(name, self.default_model, self._models)
 
     def encode(self, model: str, prompt: str | Sequence[Message]) -> list[int]:
         """Token ids of a raw prompt or of chat messages rendered with the model's chat template."""
