@@ -3,10 +3,13 @@ that builds a handler of the same shape around a new one."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable
+from collections.abc import AsyncIterator, Callable, Hashable
 from typing import Any
 
 import grpc
+from google.protobuf.message import DecodeError
+
+from lanai.services.errors import InvalidInput
 
 
 def parts(handler: Any) -> tuple[Callable[..., Any], Callable[..., Any]]:
@@ -38,3 +41,35 @@ class Wrapped:
             self._known.clear()
         self._known[key] = (handler, wrapped)
         return wrapped
+
+
+def message_name(deserializer: Callable[[bytes], Any] | None) -> str:
+    """The full name of the message a generated deserializer (`Message.FromString`) parses."""
+    owner = getattr(deserializer, "__self__", None)
+    return str(getattr(getattr(owner, "DESCRIPTOR", None), "full_name", "") or "request")
+
+
+def decoder(handler: Any) -> Callable[[bytes], Any]:
+    """The handler's request deserializer, failing with InvalidInput instead of DecodeError.
+
+    gRPC's own deserialization failure ends the call with UNKNOWN and logs a traceback; bytes
+    that are not the message are the client's mistake, so they are parsed inside the handler
+    wrapper, where the status table turns the error into INVALID_ARGUMENT."""
+    deserialize = handler.request_deserializer
+    if deserialize is None:  # a raw-bytes handler (the router's): nothing to parse
+        return lambda raw: raw
+    name = message_name(deserialize)
+
+    def decode(raw: bytes) -> Any:
+        try:
+            return deserialize(raw)
+        except DecodeError:
+            raise InvalidInput(f"the request is not a valid {name} message (its bytes do not parse, or a "
+                               "string field is not UTF-8); send a serialized " + name) from None
+    return decode
+
+
+async def decoded(requests: AsyncIterator[bytes], decode: Callable[[bytes], Any]) -> AsyncIterator[Any]:
+    """A client stream's raw messages, parsed one by one as the handler reads them."""
+    async for raw in requests:
+        yield decode(raw)

@@ -8,6 +8,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from lanai.mesh.state import NEVER_USED, MeshState, NodeState, NodeView
+from lanai.services.errors import quote
 
 NEAR_EQUAL = 1.15
 """Scores within this factor of the best count as equal. Among them, power-of-two-choices on
@@ -40,7 +41,7 @@ def eligible(state: MeshState, need: Need, now: float) -> list[NodeView]:
         with_model = [n for n in serving if need.model in n.services[need.service].models]
         if not with_model:
             known = sorted({m for n in serving for m in n.services[need.service].models})
-            raise NoCandidate(f"no node on the mesh serves {need.service} model {need.model!r}; "
+            raise NoCandidate(f"no node on the mesh serves {need.service} model {quote(need.model)}; "
                               f"models on the mesh: {', '.join(known)}")
         serving = with_model
     ready = [n for n in serving if n.state in (NodeState.UP, NodeState.SUSPECT) and n.circuit.allows(now)]

@@ -16,7 +16,7 @@ from typing import Any
 import grpc
 
 from lanai.api.mesh.v1 import mesh_pb2, mesh_pb2_grpc
-from lanai.mesh import metrics
+from lanai.mesh import metrics, streamcall
 from lanai.mesh import state as events
 from lanai.mesh.circuit import COOLDOWN_S
 from lanai.mesh.catalog import Rpc, requested_model
@@ -401,10 +401,9 @@ class Router:
     def _invoke(self, rpc: Rpc, address: str, request: Any, timeout: float | None,
                 metadata: list[tuple[str, str | bytes]]) -> Any:
         channel = self._channel(address)
-        if rpc.client_streaming and rpc.server_streaming:
-            return channel.stream_stream(rpc.path)(request, timeout=timeout, metadata=metadata)
         if rpc.client_streaming:
-            return channel.stream_unary(rpc.path)(request, timeout=timeout, metadata=metadata)
+            return streamcall.open_stream(channel, rpc.path, server_streaming=rpc.server_streaming, requests=request,
+                                          timeout=timeout, metadata=metadata)
         if rpc.server_streaming:
             return channel.unary_stream(rpc.path)(request, timeout=timeout, metadata=metadata)
         return channel.unary_unary(rpc.path)(request, timeout=timeout, metadata=metadata)

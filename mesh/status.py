@@ -30,16 +30,23 @@ STATUS: dict[type[LanaiError], grpc.StatusCode] = {
 }
 
 
+MAX_MESSAGE_CHARS = 1024
+"""Status messages are cut to this: they travel in a header (gRPC refuses ones over 8 KiB), and
+a message that repeats several nodes' errors or a client's value must still arrive."""
+
+
 def status_for(error: BaseException) -> tuple[grpc.StatusCode, str]:
     """The code and client-facing message for an error (unknown ones hide their details)."""
     for kind in type(error).__mro__:
         if kind in STATUS:
-            return STATUS[kind], str(error)
+            message = str(error)
+            return STATUS[kind], message if len(message) <= MAX_MESSAGE_CHARS else message[:MAX_MESSAGE_CHARS] + "..."
     return grpc.StatusCode.INTERNAL, "internal error on the node; its log has the details (look for this request)"
 
 
 class LanaiInterceptor(grpc.aio.ServerInterceptor):
-    """Wraps every `/lanai.*` handler: domain errors become statuses, every call is counted and timed."""
+    """Wraps every handler: requests are parsed inside it (bad bytes: INVALID_ARGUMENT), domain
+    errors become statuses, and every `/lanai.*` call is counted and timed."""
 
     def __init__(self, node_id: str, *, routes: bool = False) -> None:
         self._node_id = node_id
@@ -48,23 +55,29 @@ class LanaiInterceptor(grpc.aio.ServerInterceptor):
 
     async def intercept_service(self, continuation: Callable[[Any], Awaitable[Any]], details: Any) -> Any:
         handler = await continuation(details)
-        if handler is None or not details.method.startswith("/lanai."):
+        if handler is None:
             return handler
+        if not details.method.startswith("/lanai."):  # health, reflection: parsed here, not counted
+            return self._wrapped.get(handler, "parse", lambda: self._wrap(handler, details.method, None))
         # A lanai service call that no router forwarded yet is placed by this process's router:
         # it is counted as routed, so a node that also routes does not count a call twice.
         routed = self._routes and details.method in RPCS and not any(
             key == FORWARDED for key, _ in details.invocation_metadata or ())
         return self._wrapped.get(handler, routed, lambda: self._wrap(handler, details.method, routed))
 
-    def _wrap(self, handler: Any, path: str, routed: bool) -> Any:
+    def _wrap(self, handler: Any, path: str, routed: bool | None) -> Any:
+        """The handler with requests parsed inside it and errors mapped to statuses; counted in
+        metrics unless `routed` is None."""
         full_service, method = path[1:].split("/", 1)
         labels = (full_service.split(".")[1], method)  # /lanai.<service>.v1.<Name>/<Method>
         inner, make = handlers.parts(handler)
+        decode = handlers.decoder(handler)
+        parse = ((lambda requests: handlers.decoded(requests, decode)) if handler.request_streaming else decode)
 
         async def unary(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
             started, code = time.perf_counter(), grpc.StatusCode.OK
             try:
-                return await inner(request, context)
+                return await inner(parse(request), context)
             except BaseException as error:
                 code, message = self._outcome(error, context, labels)
                 if message is not None:
@@ -76,7 +89,7 @@ class LanaiInterceptor(grpc.aio.ServerInterceptor):
         async def streaming(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
             started, code = time.perf_counter(), grpc.StatusCode.OK
             try:
-                async for response in inner(request, context):
+                async for response in inner(parse(request), context):
                     yield response
             except BaseException as error:
                 code, message = self._outcome(error, context, labels)
@@ -87,8 +100,7 @@ class LanaiInterceptor(grpc.aio.ServerInterceptor):
                 self._record(labels, code, started, routed)
 
         return make(streaming if handler.response_streaming else unary,
-                    request_deserializer=handler.request_deserializer,
-                    response_serializer=handler.response_serializer)
+                    request_deserializer=None, response_serializer=handler.response_serializer)
 
     def _outcome(self, error: BaseException, context: grpc.aio.ServicerContext[Any, Any],
                  labels: tuple[str, str]) -> tuple[grpc.StatusCode, str | None]:
@@ -104,7 +116,9 @@ class LanaiInterceptor(grpc.aio.ServerInterceptor):
             log.info("node %s: %s/%s -> %s: %s", self._node_id, *labels, code.name, message)
         return code, message
 
-    def _record(self, labels: tuple[str, str], code: grpc.StatusCode, started: float, routed: bool) -> None:
+    def _record(self, labels: tuple[str, str], code: grpc.StatusCode, started: float, routed: bool | None) -> None:
+        if routed is None:
+            return
         count, seconds = ((metrics.ROUTER_REQUESTS, metrics.ROUTER_REQUEST_SECONDS) if routed
                           else (metrics.REQUESTS, metrics.REQUEST_SECONDS))
         count.labels(*labels, self._node_id, code.name).inc()

@@ -38,3 +38,16 @@ class Unauthenticated(LanaiError):
 
 class PermissionDenied(LanaiError):
     """The caller is known but may not do this (a revoked member, a used-up invite)."""
+
+
+QUOTE_CHARS = 64
+"""The most characters of a client's value an error message repeats: the message travels in a
+gRPC header, and a 1 MB model name echoed whole would exceed its limit (RESOURCE_EXHAUSTED)."""
+
+
+def quote(value: object, limit: int = QUOTE_CHARS) -> str:
+    """repr() of a client-supplied value, cut to its first `limit` characters when longer."""
+    text = value if isinstance(value, str) else str(value)
+    if len(text) <= limit:
+        return repr(text)
+    return f"{text[:limit]!r}... ({len(text)} characters)"

@@ -54,10 +54,12 @@ def credentials(args: argparse.Namespace) -> grpc.ChannelCredentials | None:
     return grpc.ssl_channel_credentials(ca)
 
 
-def aio_channel(args: argparse.Namespace, options: Options = ()) -> grpc.aio.Channel:
+def aio_channel(args: argparse.Namespace, options: Options = (), *, key_interceptors: bool = True) -> grpc.aio.Channel:
+    """The channel to `args.to`; with `key_interceptors=False` the caller adds `key_pairs(args)`
+    to its calls itself (streams written by lanai.mesh.streamcall, which needs a plain call)."""
     creds = credentials(args)
     opts = [*options, ("grpc.enable_http_proxy", 0)]
-    interceptors = aio_key_interceptors(args.key) if _sends_key(args, creds) else None
+    interceptors = aio_key_interceptors(args.key) if key_interceptors and _sends_key(args, creds) else None
     if creds is None:
         return grpc.aio.insecure_channel(args.to, opts, interceptors=interceptors)
     return grpc.aio.secure_channel(args.to, creds, opts, interceptors=interceptors)
@@ -80,6 +82,11 @@ def _sends_key(args: argparse.Namespace, creds: grpc.ChannelCredentials | None) 
     if not args.key or args.cert:
         return False
     return creds is not None or is_loopback(args.to.rpartition(":")[0].strip("[]"))
+
+def key_pairs(args: argparse.Namespace) -> list[tuple[str, str | bytes]]:
+    """The metadata that carries the client's key on this connection (none where it is not sent)."""
+    return key_metadata(args.key, None) if _sends_key(args, credentials(args)) else []
+
 
 def key_metadata(key: str, metadata: Any) -> list[tuple[str, str | bytes]]:
     """`metadata` (a sequence of pairs, grpc.aio.Metadata or None) with the key added."""

@@ -14,10 +14,13 @@ import grpc
 import numpy as np
 from google.protobuf import json_format
 
+from lanai.mesh import streamcall
 from lanai.mesh.cli import connect
 from lanai.api.speech.v1 import speech_pb2, speech_pb2_grpc
 from lanai.services.errors import LanaiError
 from lanai.services.speech.audio import SAMPLE_RATE, decode_encoded
+
+STREAM_PATH = "/lanai.speech.v1.Speech/StreamTranscribe"
 
 CHUNK_S = 0.1
 
@@ -100,8 +103,17 @@ async def _stream(args: argparse.Namespace, data: bytes, options: speech_pb2.Tra
             yield speech_pb2.StreamTranscribeRequest(audio=pcm[offset:offset + chunk])
             progress.sent((offset + chunk) / 2 / SAMPLE_RATE)
 
-    async with connect.aio_channel(args, _channel_options()) as channel:
-        async for response in speech_pb2_grpc.SpeechStub(channel).StreamTranscribe(requests(), timeout=args.timeout):
+    async def raw() -> AsyncIterator[bytes]:
+        async for request in requests():
+            yield request.SerializeToString()
+
+    # Written by lanai.mesh.streamcall: a node that refuses the config while audio is still being
+    # sent would otherwise show here as INTERNAL instead of its own status (grpc/grpc#36066).
+    async with connect.aio_channel(args, _channel_options(), key_interceptors=False) as channel:
+        call = streamcall.open_stream(channel, STREAM_PATH, server_streaming=True, requests=raw(), timeout=args.timeout,
+                                      metadata=connect.key_pairs(args),
+                                      response_deserializer=speech_pb2.StreamTranscribeResponse.FromString)
+        async for response in call:
             if args.json:
                 print(json_format.MessageToJson(response, indent=None), flush=True)
             elif response.is_final:

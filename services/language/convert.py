@@ -6,7 +6,7 @@ import math
 
 from lanai.api.common.v1 import common_pb2
 from lanai.api.language.v1 import language_pb2
-from lanai.services.errors import InvalidInput
+from lanai.services.errors import InvalidInput, quote
 from lanai.services.language.embed import EmbeddingModel, Embeddings
 from lanai.services.language.types import (FINISH_CANCELLED, FINISH_LENGTH, FINISH_STOP, ROLES, Message, Sampling,
                                            Usage)
@@ -30,7 +30,7 @@ def prompt(request: language_pb2.GenerateRequest) -> str | list[Message]:
         messages = []
         for i, m in enumerate(request.chat.messages):
             if m.role not in ROLES:
-                raise InvalidInput(f"chat message {i} has role {m.role!r}; use one of: {', '.join(ROLES)}")
+                raise InvalidInput(f"chat message {i} has role {quote(m.role)}; use one of: {', '.join(ROLES)}")
             messages.append(Message(m.role, m.content))
         if all(not m.content.strip() for m in messages):
             raise InvalidInput("every chat message is empty; put the question in a user message")
@@ -52,7 +52,7 @@ def sampling(pb: language_pb2.SamplingOptions, default_max_tokens: int, max_toke
         raise InvalidInput(f"{len(pb.stop)} stop sequences; send at most {MAX_STOP_SEQUENCES}")
     for s in pb.stop:
         if not s or len(s) > MAX_STOP_CHARS:
-            raise InvalidInput(f"stop sequence {s!r} must be 1 to {MAX_STOP_CHARS} characters")
+            raise InvalidInput(f"stop sequence {quote(s, 16)} must be 1 to {MAX_STOP_CHARS} characters")
     return Sampling(max_tokens=pb.max_tokens or min(default_max_tokens, max_tokens_limit), temperature=temperature,
                     top_p=top_p, top_k=pb.top_k, repetition_penalty=penalty,
                     seed=pb.seed if pb.HasField("seed") else None, stop=tuple(pb.stop))

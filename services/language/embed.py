@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from lanai.services.errors import InvalidInput, ModelNotFound
+from lanai.services.errors import InvalidInput, ModelNotFound, quote
 from lanai.services.language.config import LanguageConfig
 from lanai.services.models import ResolvedModel
 
@@ -112,7 +112,7 @@ class Embedder:
         if not name:
             return self.default_model
         if name not in self._encoders:
-            raise ModelNotFound(f"embedding model {name!r} is not served here; this node has: "
+            raise ModelNotFound(f"embedding model {quote(name)} is not served here; this node has: "
                                 f"{', '.join(self._encoders)}")
         return name
 

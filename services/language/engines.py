@@ -8,7 +8,7 @@ import platform
 from collections.abc import AsyncIterator, Collection, Sequence
 from typing import TYPE_CHECKING, Protocol
 
-from lanai.services.errors import ModelNotFound
+from lanai.services.errors import ModelNotFound, quote
 
 if TYPE_CHECKING:
     from lanai.services.language.config import LanguageConfig
@@ -70,7 +70,7 @@ def resolve_name(name: str, default: str, served: Collection[str]) -> str:
     if not name:
         return default
     if name not in served:
-        raise ModelNotFound(f"language model {name!r} is not served here; this node has: {', '.join(served)}")
+        raise ModelNotFound(f"language model {quote(name)} is not served here; this node has: {', '.join(served)}")
     return name
 
 

@@ -11,7 +11,7 @@ from typing import Any
 from faster_whisper import WhisperModel
 from faster_whisper.tokenizer import _LANGUAGE_CODES
 
-from lanai.services.errors import InvalidInput, ModelNotFound
+from lanai.services.errors import InvalidInput, ModelNotFound, quote
 from lanai.services.models import ResolvedModel
 from lanai.services.speech.audio import SAMPLE_RATE, Samples
 from lanai.services.speech.config import SpeechConfig
@@ -62,14 +62,14 @@ class SpeechEngine:
         name = options.model or self.default_model
         model = self._models.get(name)
         if model is None:
-            raise ModelNotFound(f"speech model {name!r} is not served by this node; "
+            raise ModelNotFound(f"speech model {quote(name)} is not served by this node; "
                                 f"available: {', '.join(self._models)}")
         language = options.language.strip().lower()
         if language and language not in _LANGUAGE_CODES:
-            raise InvalidInput(f"language {options.language!r} is not one Whisper knows; use an ISO 639-1 code "
+            raise InvalidInput(f"language {quote(options.language)} is not one Whisper knows; use an ISO 639-1 code "
                                "such as en, de or fr, or leave it empty to detect the language")
         if not model.multilingual and (options.translate or language not in ("", "en")):
-            raise InvalidInput(f"model {name!r} is English-only: it cannot "
+            raise InvalidInput(f"model {quote(name)} is English-only: it cannot "
                                f"{'translate' if options.translate else 'transcribe ' + language}; "
                                "choose a multilingual model such as 'base'")
         beam = options.beam_size or (default_beam or self.config.default_beam_size)

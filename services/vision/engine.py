@@ -12,7 +12,7 @@ from pathlib import Path
 
 import onnxruntime as ort
 
-from lanai.services.errors import InvalidInput, ModelNotFound
+from lanai.services.errors import InvalidInput, ModelNotFound, quote
 from lanai.services.models import MANIFEST, ResolvedModel
 from lanai.services.vision.classify import Classifier
 from lanai.services.vision.config import VisionConfig
@@ -120,10 +120,10 @@ class VisionEngine:
             return self.defaults[task]
         model = next((m for m in self.models if m.name == name), None)
         if model is None:
-            raise ModelNotFound(f"vision model {name!r} is not served here; this node has: "
+            raise ModelNotFound(f"vision model {quote(name)} is not served here; this node has: "
                                 f"{', '.join(f'{m.name} ({m.task})' for m in self.models)}")
         if model.task != task:
-            raise InvalidInput(f"model {name!r} is a {model.task} model and cannot do {task}; "
+            raise InvalidInput(f"model {quote(name)} is a {model.task} model and cannot do {task}; "
                                f"use a {task} model ({self.defaults.get(task, 'none here')}) or leave model empty")
         return name
 

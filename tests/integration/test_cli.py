@@ -69,6 +69,18 @@ async def test_transcribe_command_unary_and_stream(node_process: NodeProcess, la
     assert rc == 1 and "UNAVAILABLE" in err and "model 'x'" in err and "tiny.en" in err  # the node's router answers
 
 
+async def test_a_refused_stream_shows_the_nodes_status(node_process: NodeProcess, lanai_home: Path, tmp_path: Path,
+                                                     long_wav: bytes) -> None:
+    """The node refuses the config while the CLI is still sending audio: the CLI reports the
+    node's INVALID_ARGUMENT every time, not grpc.aio's INTERNAL (grpc/grpc#36066)."""
+    audio = tmp_path / "long.wav"
+    audio.write_bytes(long_wav)
+    for _ in range(3):
+        rc, out, err = await lanai("transcribe", str(audio), "--to", node_process.address, "--stream",
+                                   "--language", "klingon", home=lanai_home)
+        assert rc == 1 and "INVALID_ARGUMENT" in err and "ISO 639-1" in err, err
+
+
 async def test_sigterm_drains_in_flight_work(node_process: NodeProcess, long_wav: bytes, fox_wav: bytes) -> None:
     async with grpc.aio.insecure_channel(node_process.address) as channel:
         stub = speech_pb2_grpc.SpeechStub(channel)

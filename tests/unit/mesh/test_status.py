@@ -5,7 +5,7 @@ from __future__ import annotations
 import grpc
 import pytest
 
-from lanai.mesh.status import STATUS, status_for
+from lanai.mesh.status import MAX_MESSAGE_CHARS, STATUS, status_for
 from lanai.services import errors
 from lanai.services.errors import (DeadlineExceeded, InvalidInput, LanaiError, ModelNotFound, ModelNotPrepared,
                                    Overloaded, PermissionDenied, Unauthenticated, Unavailable)
@@ -58,3 +58,29 @@ def test_an_error_that_is_also_a_builtin_keeps_its_domain_code() -> None:
         pass
 
     assert status_for(BadAudio("the audio is empty")) == (grpc.StatusCode.INVALID_ARGUMENT, "the audio is empty")
+
+
+def test_long_messages_are_cut_to_fit_a_header() -> None:
+    code, message = status_for(Unavailable("no node could take it; " + "UNAVAILABLE: details " * 500))
+    assert code is grpc.StatusCode.UNAVAILABLE
+    assert len(message) <= MAX_MESSAGE_CHARS + 3 and message.startswith("no node could take it") and message.endswith("...")
+
+
+def test_client_values_are_quoted_short() -> None:
+    assert errors.quote("tiny.en") == "'tiny.en'"
+    quoted = errors.quote("x" * 1_000_000)
+    assert quoted == f"'{'x' * errors.QUOTE_CHARS}'... (1000000 characters)"
+    assert errors.quote("a\nb") == "'a\\nb'"  # repr: a control character cannot break the message
+
+
+def test_a_request_that_does_not_parse_is_invalid_input_naming_its_type() -> None:
+    from lanai.api.speech.v1 import speech_pb2
+    from lanai.mesh import handlers
+
+    handler = grpc.unary_unary_rpc_method_handler(lambda r, c: r,
+                                                  request_deserializer=speech_pb2.TranscribeRequest.FromString)
+    decode = handlers.decoder(handler)
+    assert decode(b"") == speech_pb2.TranscribeRequest()
+    with pytest.raises(InvalidInput, match="not a valid lanai.speech.v1.TranscribeRequest message"):
+        decode(b"\xff\xff\xff")
+    assert handlers.decoder(grpc.unary_unary_rpc_method_handler(lambda r, c: r))(b"\xff") == b"\xff"  # raw handler
