@@ -58,6 +58,8 @@ ROUTER_ATTEMPTS = Counter("lanai_router_attempts", "Calls a router sent to a nod
                           ["service", "node", "code"])
 ROUTER_RETRIES = Counter("lanai_router_retries", "Calls a router sent to another node after one failed or was full.",
                          ["service"])
+ROUTER_STREAMS_MOVED = Counter("lanai_router_streams_moved", "Live streams a router moved to another node after "
+                               "their node was lost mid-call.", ["service"])
 ROUTER_CIRCUIT_TRIPS = Counter("lanai_router_circuit_trips", "Times a router stopped using a node after failures.",
                                ["node"])
 

@@ -20,6 +20,7 @@ from lanai.mesh import __version__, identity, metrics
 from lanai.mesh.hardware import detect
 from lanai.mesh.hosted import HostedService
 from lanai.mesh.catalog import GRPC_SERVICES
+from lanai.mesh.drain import OpenStreams
 from lanai.mesh.load import LoadBoard
 from lanai.mesh.mesh_service import MeshServicer, RoutingInterceptor
 from lanai.mesh.presence import MeshConfig, MeshPresence, is_loopback
@@ -81,6 +82,7 @@ class Node:
         self.services = services
         self.presence = presence
         self._server, self._board, self._health = server, board, health
+        self.streams: OpenStreams | None = None
 
     @property
     def router(self) -> Router | None:
@@ -116,7 +118,8 @@ class Node:
         interceptors: list[grpc.aio.ServerInterceptor] = []
         if trust is not None:  # outermost: nothing runs for a caller it refuses
             interceptors.append(AuthInterceptor(trust, require_keys=config.security.require_keys))
-        interceptors.append(LanaiInterceptor(node_id, routes=presence.router is not None))
+        lanai_interceptor = LanaiInterceptor(node_id, routes=presence.router is not None)
+        interceptors.append(lanai_interceptor)
         if presence.router is not None:
             interceptors.append(RoutingInterceptor(presence.router))
         server = grpc.aio.server(interceptors=interceptors, options=[
@@ -156,8 +159,10 @@ class Node:
         log.info("%s %s serving %s on %s:%d (%s; mesh port %s; metrics on port %s)", role, node_id,
                  ", ".join(config.services) or "the mesh", config.host, port, _door(config, trust),
                  mesh_port or "none", metrics_port or "off")
-        return cls(config, node_id, server, port, mesh_port, metrics_server, board, services, health, presence,
+        node = cls(config, node_id, server, port, mesh_port, metrics_server, board, services, health, presence,
                    trust)
+        node.streams = lanai_interceptor.streams
+        return node
 
     async def stop(self, grace_s: float | None = None) -> None:
         """Drain: report NOT_SERVING and draining, refuse new work, let in-flight work finish
@@ -167,6 +172,10 @@ class Node:
         await self.presence.leave()
         await self._health.enter_graceful_shutdown()
         self._board.drain()
+        if self.streams is not None and self.streams.open:
+            log.info("node %s: moving %d open stream(s) to other nodes", self.node_id, self.streams.open)
+        if self.streams is not None:
+            self.streams.move_all()  # routers move them; only unary work and direct clients' streams use the grace
         await self._server.stop(grace)
         await self.presence.close()
         if self.trust is not None:

@@ -21,6 +21,7 @@ from lanai.mesh import state as events
 from lanai.mesh.circuit import COOLDOWN_S
 from lanai.mesh.catalog import Rpc, requested_model
 from lanai.mesh.replay import ReplayableStream
+from lanai.mesh.resume import MOVES, Resume, resume_for
 from lanai.mesh.placement import POLICIES, NoCandidate, Need, rank
 from lanai.mesh.premises import DEFAULT_ALLOWED, Premises
 from lanai.mesh.security import pki
@@ -333,19 +334,23 @@ class Router:
         """Relay one call of any shape; `request` is the raw bytes, or an async iterator of
         them for client-streaming calls. Yields the raw responses."""
         feed = ReplayableStream(request) if rpc.client_streaming else None
+        moving: Resume | None = None
         try:
             first = await feed.first() if feed else request
+            moving = resume_for(rpc, first, feed) if first is not None else None
             # aclosing: a consumer that stops early (a unary call) must close the attempt at once,
             # so the call is counted finished now, not whenever the generator is collected.
-            async with contextlib.aclosing(self._attempts(rpc, feed, first, context)) as responses:
+            async with contextlib.aclosing(self._attempts(rpc, feed, first, context, moving)) as responses:
                 async for response in responses:
                     yield response
         finally:
+            if moving is not None:
+                moving.close()
             if feed:
                 feed.close()
 
     async def _attempts(self, rpc: Rpc, feed: ReplayableStream | None, first: Any,
-                        context: Context) -> AsyncGenerator[bytes, None]:
+                        context: Context, moving: Resume | None) -> AsyncGenerator[bytes, None]:
         if first is None:
             return  # a stream closed before its first message: nothing to route
         need = Need(rpc.service, requested_model(rpc, first))
@@ -353,6 +358,7 @@ class Router:
                     if k not in _HOP_HEADERS and not k.startswith(":")] + [(FORWARDED, self.router_id)]
         tried: set[str] = set()
         errors: list[grpc.aio.AioRpcError] = []
+        lost = ""  # the node a moved stream was lost on
         self._turn += 1  # once per call: retries keep the call's place in a round-robin rotation
         for _ in range(self.config.max_attempts):
             try:
@@ -370,22 +376,32 @@ class Router:
             self._started(node.address)
             if tried != {node.address}:
                 metrics.ROUTER_RETRIES.labels(rpc.service).inc()
+            request = moving.request() if moving else feed.replay() if feed else first
             try:
-                call = self._invoke(rpc, node.address, feed.replay() if feed else first, timeout, metadata)
+                call = self._invoke(rpc, node.address, request, timeout, metadata)
                 if rpc.server_streaming:
                     async for response in call:
-                        if feed and not relayed:
+                        if feed and not relayed and not moving:
                             feed.commit()  # a response went out: this node keeps the call
                         relayed = True
-                        yield response
+                        out = moving.relay(response) if moving else response
+                        if out is not None:
+                            yield out
                 else:
                     yield await call
             except grpc.aio.AioRpcError as error:
                 self._finished(node.address, rpc.service, error)
-                if relayed or error.code() not in _RETRYABLE:
+                if relayed and moving is not None and error.code() in MOVES:
+                    moving.moved()
+                    metrics.ROUTER_STREAMS_MOVED.labels(rpc.service).inc()
+                    lost = node.node_id or node.address
+                    log.warning("router %s: %s lost node %s mid-stream (%s: %s); moving it to another node",
+                                self.router_id, rpc.path, lost, error.code().name, error.details())
+                elif relayed or error.code() not in _RETRYABLE:
                     await context.abort(error.code(), error.details() or "")
-                log.info("router %s: %s on %s (%s): %s; trying another node", self.router_id, rpc.path,
-                         node.node_id, node.address, error.code().name)
+                else:
+                    log.info("router %s: %s on %s (%s): %s; trying another node", self.router_id, rpc.path,
+                             node.node_id, node.address, error.code().name)
                 errors.append(error)
                 continue
             except BaseException:
@@ -393,6 +409,9 @@ class Router:
                 raise
             self._finished(node.address, rpc.service, None)
             return
+        if lost:
+            raise Unavailable(f"the {rpc.service} stream lost its node {lost} and no other node could take it "
+                              f"(tried {len(tried)}): " + "; ".join(f"{e.code().name}: {e.details()}" for e in errors[-3:]))
         if errors and all(e.code() is grpc.StatusCode.RESOURCE_EXHAUSTED for e in errors):
             raise Overloaded(f"every node serving {rpc.service} is full ({len(errors)} tried); retry with backoff")
         raise Unavailable(f"no node could take the {rpc.service} request; tried {len(tried)}: "

@@ -12,6 +12,7 @@ import grpc
 
 from lanai.mesh import handlers, metrics
 from lanai.mesh.catalog import RPCS
+from lanai.mesh.drain import OpenStreams
 from lanai.mesh.router import FORWARDED
 from lanai.services.errors import (DeadlineExceeded, InvalidInput, LanaiError, ModelNotFound, ModelNotPrepared,
                                    Overloaded, PermissionDenied, Unauthenticated, Unavailable)
@@ -52,6 +53,8 @@ class LanaiInterceptor(grpc.aio.ServerInterceptor):
         self._node_id = node_id
         self._routes = routes
         self._wrapped = handlers.Wrapped()
+        self.streams = OpenStreams(node_id)
+        """Streams a router forwarded here, which it can move when this node shuts down."""
 
     async def intercept_service(self, continuation: Callable[[Any], Awaitable[Any]], details: Any) -> Any:
         handler = await continuation(details)
@@ -61,13 +64,15 @@ class LanaiInterceptor(grpc.aio.ServerInterceptor):
             return self._wrapped.get(handler, "parse", lambda: self._wrap(handler, details.method, None))
         # A lanai service call that no router forwarded yet is placed by this process's router:
         # it is counted as routed, so a node that also routes does not count a call twice.
-        routed = self._routes and details.method in RPCS and not any(
-            key == FORWARDED for key, _ in details.invocation_metadata or ())
-        return self._wrapped.get(handler, routed, lambda: self._wrap(handler, details.method, routed))
+        forwarded = any(key == FORWARDED for key, _ in details.invocation_metadata or ())
+        routed = self._routes and details.method in RPCS and not forwarded
+        movable = forwarded and details.method in RPCS and handler.response_streaming
+        return self._wrapped.get(handler, (routed, movable),
+                                 lambda: self._wrap(handler, details.method, routed, movable))
 
-    def _wrap(self, handler: Any, path: str, routed: bool | None) -> Any:
+    def _wrap(self, handler: Any, path: str, routed: bool | None, movable: bool = False) -> Any:
         """The handler with requests parsed inside it and errors mapped to statuses; counted in
-        metrics unless `routed` is None."""
+        metrics unless `routed` is None; a `movable` stream ends when the node moves its streams."""
         full_service, method = path[1:].split("/", 1)
         labels = (full_service.split(".")[1], method)  # /lanai.<service>.v1.<Name>/<Method>
         inner, make = handlers.parts(handler)
@@ -89,7 +94,8 @@ class LanaiInterceptor(grpc.aio.ServerInterceptor):
         async def streaming(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
             started, code = time.perf_counter(), grpc.StatusCode.OK
             try:
-                async for response in inner(parse(request), context):
+                responses = inner(parse(request), context)
+                async for response in (self.streams.follow(responses) if movable else responses):
                     yield response
             except BaseException as error:
                 code, message = self._outcome(error, context, labels)

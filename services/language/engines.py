@@ -54,8 +54,9 @@ class Engine(Protocol):
 
     def resolve(self, name: str) -> str: ...
 
-    def encode(self, model: str, prompt: str | Sequence[Message]) -> list[int]:
-        """Token ids of a raw prompt, or of chat messages rendered with the model's chat template.
+    def encode(self, model: str, prompt: str | Sequence[Message], continuation: str = "") -> list[int]:
+        """Token ids of a raw prompt, or of chat messages rendered with the model's chat template,
+        with `continuation` (text the answer already has) after it, tokenized together.
         InvalidInput when they do not fit the context. Blocking."""
 
     def generate(self, model: str, tokens: list[int], sampling: Sampling) -> AsyncIterator[Chunk]:

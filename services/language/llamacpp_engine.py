@@ -150,7 +150,7 @@ class LlamaCppEngine:
     def resolve(self, name: str) -> str:
         return resolve_name(name, self.default_model, self._models)
 
-    def encode(self, model: str, prompt: str | Sequence[Message]) -> list[int]:
+    def encode(self, model: str, prompt: str | Sequence[Message], continuation: str = "") -> list[int]:
         target = self._models[model]
         if isinstance(prompt, str):
             text, special = prompt, False  # raw text: "<|im_start|>" typed by a client stays text
@@ -159,7 +159,7 @@ class LlamaCppEngine:
                 raise InvalidInput(f"model {model!r} has no chat template; send a raw prompt instead of chat messages")
             messages = [{"role": m.role, "content": m.content} for m in prompt]
             text, special = target.request("POST", "/apply-template", {"messages": messages})["prompt"], True
-        tokens: list[int] = target.request("POST", "/tokenize", {"content": text, "add_special": True,
+        tokens: list[int] = target.request("POST", "/tokenize", {"content": text + continuation, "add_special": True,
                                                                 "parse_special": special})["tokens"]
         limit = target.context_length
         if len(tokens) >= limit:

@@ -117,15 +117,16 @@ class MlxEngine:
     def resolve(self, name: str) -> str:
         return resolve_name(name, self.default_model, self._models)
 
-    def encode(self, model: str, prompt: str | Sequence[Message]) -> list[int]:
-        """Token ids of a raw prompt or of chat messages rendered with the model's chat template."""
+    def encode(self, model: str, prompt: str | Sequence[Message], continuation: str = "") -> list[int]:
+        """Token ids of a raw prompt or of chat messages rendered with the model's chat template,
+        followed by `continuation`."""
         tokenizer: Any = self._models[model].tokenizer
         if isinstance(prompt, str):
-            tokens = list(tokenizer.encode(prompt))
+            tokens = list(tokenizer.encode(prompt + continuation))
         else:
             messages = [{"role": m.role, "content": m.content} for m in prompt]
             text = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-            tokens = list(tokenizer.encode(text, add_special_tokens=False))
+            tokens = list(tokenizer.encode(text + continuation, add_special_tokens=False))
         limit = self._models[model].context_length
         if len(tokens) >= limit:
             raise InvalidInput(f"the prompt is {len(tokens)} tokens; model {model!r} has a context of {limit} "

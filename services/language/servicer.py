@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
@@ -73,8 +74,16 @@ class LanguageService:
         yields chunks with the timing so far."""
         cfg = self.engine.config
         sampling = convert.sampling(request.sampling, cfg.default_max_tokens, cfg.max_tokens_limit)
+        prompt = convert.prompt(request)
         # off the event loop: a prompt may be megabytes of text
-        tokens = await asyncio.to_thread(self.engine.encode, model, convert.prompt(request))
+        tokens = await asyncio.to_thread(self.engine.encode, model, prompt, request.continuation)
+        # A continuation is part of the answer: its tokens are completion tokens and use up max_tokens.
+        continued = (len(tokens) - len(await asyncio.to_thread(self.engine.encode, model, prompt))
+                     if request.continuation else 0)
+        if continued >= sampling.max_tokens:
+            yield Chunk("", "length", Usage(len(tokens) - continued, continued, 0.0, 0.0)), Timing(0.0, 0.0)
+            return
+        sampling = dataclasses.replace(sampling, max_tokens=sampling.max_tokens - continued)
         async with self.admission.hold(tag=model, timeout=context.time_remaining()) as queued_s:
             metrics.QUEUE_SECONDS.labels(self.name).observe(queued_s)
             started = time.perf_counter()
@@ -82,6 +91,10 @@ class LanguageService:
                 timing = Timing(queued_s, time.perf_counter() - started)
                 if chunk.usage is not None:
                     self.observe(model, chunk.usage, timing)
+                    if continued:
+                        chunk = dataclasses.replace(chunk, usage=dataclasses.replace(
+                            chunk.usage, prompt_tokens=chunk.usage.prompt_tokens - continued,
+                            completion_tokens=chunk.usage.completion_tokens + continued))
                 yield chunk, timing
 
     async def embed(self, request: language_pb2.EmbedRequest, model: str,

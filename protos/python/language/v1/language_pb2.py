@@ -25,15 +25,15 @@ _sym_db = _symbol_database.Default()
 from lanai.api.common.v1 import common_pb2 as lanai_dot_common_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n lanai/language/v1/language.proto\x12\x11lanai.language.v1\x1a\x1clanai/common/v1/common.proto\",\n\x0b\x43hatMessage\x12\x0c\n\x04role\x18\x01 \x01(\t\x12\x0f\n\x07\x63ontent\x18\x02 \x01(\t\"8\n\x04\x43hat\x12\x30\n\x08messages\x18\x01 \x03(\x0b\x32\x1e.lanai.language.v1.ChatMessage\"\xde\x01\n\x0fSamplingOptions\x12\x12\n\nmax_tokens\x18\x01 \x01(\r\x12\x18\n\x0btemperature\x18\x02 \x01(\x02H\x00\x88\x01\x01\x12\x12\n\x05top_p\x18\x03 \x01(\x02H\x01\x88\x01\x01\x12\r\n\x05top_k\x18\x04 \x01(\r\x12\x1f\n\x12repetition_penalty\x18\x05 \x01(\x02H\x02\x88\x01\x01\x12\x11\n\x04seed\x18\x06 \x01(\x04H\x03\x88\x01\x01\x12\x0c\n\x04stop\x18\x07 \x03(\tB\x0e\n\x0c_temperatureB\x08\n\x06_top_pB\x15\n\x13_repetition_penaltyB\x07\n\x05_seed\"\x9a\x01\n\x0fGenerateRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x10\n\x06prompt\x18\x02 \x01(\tH\x00\x12\'\n\x04\x63hat\x18\x03 \x01(\x0b\x32\x17.lanai.language.v1.ChatH\x00\x12\x34\n\x08sampling\x18\x04 \x01(\x0b\x32\".lanai.language.v1.SamplingOptionsB\x07\n\x05input\"t\n\x05Usage\x12\x15\n\rprompt_tokens\x18\x01 \x01(\r\x12\x19\n\x11\x63ompletion_tokens\x18\x02 \x01(\r\x12\x1e\n\x16time_to_first_token_ms\x18\x03 \x01(\x02\x12\x19\n\x11tokens_per_second\x18\x04 \x01(\x02\"\xaf\x01\n\x10GenerateResponse\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x36\n\rfinish_reason\x18\x02 \x01(\x0e\x32\x1f.lanai.language.v1.FinishReason\x12\'\n\x05usage\x18\x03 \x01(\x0b\x32\x18.lanai.language.v1.Usage\x12,\n\tserved_by\x18\x04 \x01(\x0b\x32\x19.lanai.common.v1.ServedBy\"\xb6\x01\n\x16GenerateStreamResponse\x12\r\n\x05\x64\x65lta\x18\x01 \x01(\t\x12\x36\n\rfinish_reason\x18\x02 \x01(\x0e\x32\x1f.lanai.language.v1.FinishReason\x12\'\n\x05usage\x18\x03 \x01(\x0b\x32\x18.lanai.language.v1.Usage\x12,\n\tserved_by\x18\x04 \x01(\x0b\x32\x19.lanai.common.v1.ServedBy\",\n\x0c\x45mbedRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\r\n\x05texts\x18\x02 \x03(\t\"\x1b\n\tEmbedding\x12\x0e\n\x06values\x18\x01 \x03(\x02\"\xc2\x01\n\rEmbedResponse\x12\x30\n\nembeddings\x18\x01 \x03(\x0b\x32\x1c.lanai.language.v1.Embedding\x12\x12\n\ndimensions\x18\x02 \x01(\r\x12\x12\n\nnormalized\x18\x03 \x01(\x08\x12\x15\n\rprompt_tokens\x18\x04 \x01(\r\x12\x12\n\nmax_tokens\x18\x05 \x01(\r\x12,\n\tserved_by\x18\x06 \x01(\x0b\x32\x19.lanai.common.v1.ServedBy*|\n\x0c\x46inishReason\x12\x1d\n\x19\x46INISH_REASON_UNSPECIFIED\x10\x00\x12\x16\n\x12\x46INISH_REASON_STOP\x10\x01\x12\x18\n\x14\x46INISH_REASON_LENGTH\x10\x02\x12\x1b\n\x17\x46INISH_REASON_CANCELLED\x10\x03\x32\x8e\x02\n\x08Language\x12S\n\x08Generate\x12\".lanai.language.v1.GenerateRequest\x1a#.lanai.language.v1.GenerateResponse\x12\x61\n\x0eGenerateStream\x12\".lanai.language.v1.GenerateRequest\x1a).lanai.language.v1.GenerateStreamResponse0\x01\x12J\n\x05\x45mbed\x12\x1f.lanai.language.v1.EmbedRequest\x1a .lanai.language.v1.EmbedResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n lanai/language/v1/language.proto\x12\x11lanai.language.v1\x1a\x1clanai/common/v1/common.proto\",\n\x0b\x43hatMessage\x12\x0c\n\x04role\x18\x01 \x01(\t\x12\x0f\n\x07\x63ontent\x18\x02 \x01(\t\"8\n\x04\x43hat\x12\x30\n\x08messages\x18\x01 \x03(\x0b\x32\x1e.lanai.language.v1.ChatMessage\"\xde\x01\n\x0fSamplingOptions\x12\x12\n\nmax_tokens\x18\x01 \x01(\r\x12\x18\n\x0btemperature\x18\x02 \x01(\x02H\x00\x88\x01\x01\x12\x12\n\x05top_p\x18\x03 \x01(\x02H\x01\x88\x01\x01\x12\r\n\x05top_k\x18\x04 \x01(\r\x12\x1f\n\x12repetition_penalty\x18\x05 \x01(\x02H\x02\x88\x01\x01\x12\x11\n\x04seed\x18\x06 \x01(\x04H\x03\x88\x01\x01\x12\x0c\n\x04stop\x18\x07 \x03(\tB\x0e\n\x0c_temperatureB\x08\n\x06_top_pB\x15\n\x13_repetition_penaltyB\x07\n\x05_seed\"\xb0\x01\n\x0fGenerateRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x10\n\x06prompt\x18\x02 \x01(\tH\x00\x12\'\n\x04\x63hat\x18\x03 \x01(\x0b\x32\x17.lanai.language.v1.ChatH\x00\x12\x34\n\x08sampling\x18\x04 \x01(\x0b\x32\".lanai.language.v1.SamplingOptions\x12\x14\n\x0c\x63ontinuation\x18\x05 \x01(\tB\x07\n\x05input\"t\n\x05Usage\x12\x15\n\rprompt_tokens\x18\x01 \x01(\r\x12\x19\n\x11\x63ompletion_tokens\x18\x02 \x01(\r\x12\x1e\n\x16time_to_first_token_ms\x18\x03 \x01(\x02\x12\x19\n\x11tokens_per_second\x18\x04 \x01(\x02\"\xaf\x01\n\x10GenerateResponse\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x36\n\rfinish_reason\x18\x02 \x01(\x0e\x32\x1f.lanai.language.v1.FinishReason\x12\'\n\x05usage\x18\x03 \x01(\x0b\x32\x18.lanai.language.v1.Usage\x12,\n\tserved_by\x18\x04 \x01(\x0b\x32\x19.lanai.common.v1.ServedBy\"\xb6\x01\n\x16GenerateStreamResponse\x12\r\n\x05\x64\x65lta\x18\x01 \x01(\t\x12\x36\n\rfinish_reason\x18\x02 \x01(\x0e\x32\x1f.lanai.language.v1.FinishReason\x12\'\n\x05usage\x18\x03 \x01(\x0b\x32\x18.lanai.language.v1.Usage\x12,\n\tserved_by\x18\x04 \x01(\x0b\x32\x19.lanai.common.v1.ServedBy\",\n\x0c\x45mbedRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\r\n\x05texts\x18\x02 \x03(\t\"\x1b\n\tEmbedding\x12\x0e\n\x06values\x18\x01 \x03(\x02\"\xc2\x01\n\rEmbedResponse\x12\x30\n\nembeddings\x18\x01 \x03(\x0b\x32\x1c.lanai.language.v1.Embedding\x12\x12\n\ndimensions\x18\x02 \x01(\r\x12\x12\n\nnormalized\x18\x03 \x01(\x08\x12\x15\n\rprompt_tokens\x18\x04 \x01(\r\x12\x12\n\nmax_tokens\x18\x05 \x01(\r\x12,\n\tserved_by\x18\x06 \x01(\x0b\x32\x19.lanai.common.v1.ServedBy*|\n\x0c\x46inishReason\x12\x1d\n\x19\x46INISH_REASON_UNSPECIFIED\x10\x00\x12\x16\n\x12\x46INISH_REASON_STOP\x10\x01\x12\x18\n\x14\x46INISH_REASON_LENGTH\x10\x02\x12\x1b\n\x17\x46INISH_REASON_CANCELLED\x10\x03\x32\x8e\x02\n\x08Language\x12S\n\x08Generate\x12\".lanai.language.v1.GenerateRequest\x1a#.lanai.language.v1.GenerateResponse\x12\x61\n\x0eGenerateStream\x12\".lanai.language.v1.GenerateRequest\x1a).lanai.language.v1.GenerateStreamResponse0\x01\x12J\n\x05\x45mbed\x12\x1f.lanai.language.v1.EmbedRequest\x1a .lanai.language.v1.EmbedResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'lanai.api.language.v1.language_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_FINISHREASON']._serialized_start=1324
-  _globals['_FINISHREASON']._serialized_end=1448
+  _globals['_FINISHREASON']._serialized_start=1346
+  _globals['_FINISHREASON']._serialized_end=1470
   _globals['_CHATMESSAGE']._serialized_start=85
   _globals['_CHATMESSAGE']._serialized_end=129
   _globals['_CHAT']._serialized_start=131
@@ -41,19 +41,19 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SAMPLINGOPTIONS']._serialized_start=190
   _globals['_SAMPLINGOPTIONS']._serialized_end=412
   _globals['_GENERATEREQUEST']._serialized_start=415
-  _globals['_GENERATEREQUEST']._serialized_end=569
-  _globals['_USAGE']._serialized_start=571
-  _globals['_USAGE']._serialized_end=687
-  _globals['_GENERATERESPONSE']._serialized_start=690
-  _globals['_GENERATERESPONSE']._serialized_end=865
-  _globals['_GENERATESTREAMRESPONSE']._serialized_start=868
-  _globals['_GENERATESTREAMRESPONSE']._serialized_end=1050
-  _globals['_EMBEDREQUEST']._serialized_start=1052
-  _globals['_EMBEDREQUEST']._serialized_end=1096
-  _globals['_EMBEDDING']._serialized_start=1098
-  _globals['_EMBEDDING']._serialized_end=1125
-  _globals['_EMBEDRESPONSE']._serialized_start=1128
-  _globals['_EMBEDRESPONSE']._serialized_end=1322
-  _globals['_LANGUAGE']._serialized_start=1451
-  _globals['_LANGUAGE']._serialized_end=1721
+  _globals['_GENERATEREQUEST']._serialized_end=591
+  _globals['_USAGE']._serialized_start=593
+  _globals['_USAGE']._serialized_end=709
+  _globals['_GENERATERESPONSE']._serialized_start=712
+  _globals['_GENERATERESPONSE']._serialized_end=887
+  _globals['_GENERATESTREAMRESPONSE']._serialized_start=890
+  _globals['_GENERATESTREAMRESPONSE']._serialized_end=1072
+  _globals['_EMBEDREQUEST']._serialized_start=1074
+  _globals['_EMBEDREQUEST']._serialized_end=1118
+  _globals['_EMBEDDING']._serialized_start=1120
+  _globals['_EMBEDDING']._serialized_end=1147
+  _globals['_EMBEDRESPONSE']._serialized_start=1150
+  _globals['_EMBEDRESPONSE']._serialized_end=1344
+  _globals['_LANGUAGE']._serialized_start=1473
+  _globals['_LANGUAGE']._serialized_end=1743
 # @@protoc_insertion_point(module_scope)

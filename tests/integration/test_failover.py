@@ -1,0 +1,168 @@
+"""Live streams outlive their node: real node and router processes on 127.0.0.x, a real-time
+StreamTranscribe of four utterances and a greedy GenerateStream, while the serving node is
+SIGKILLed, frozen (SIGSTOP: no reset, as when its cable is pulled) or asked to stop (SIGTERM).
+The client's stream goes on with no error, every utterance and no final twice."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+from collections.abc import Callable
+
+import grpc
+import pytest
+
+from lanai.api.language.v1 import language_pb2, language_pb2_grpc
+from lanai.api.speech.v1 import speech_pb2, speech_pb2_grpc
+
+from .processes import LanaiProcess, wait_for_nodes, up
+from .test_mesh import LONE, Pair, lone_pair
+from .test_speech import stream_requests, to_16k
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+UTTERANCES = (("Every morning the office printer jams at nine.", "morning"),
+              ("The quick brown fox jumps over the lazy dog.", "lazy"),
+              ("Our meeting notes stay on the machines in this building.", "building"),
+              ("Tomorrow the weather will be sunny and warm.", "weather"))
+IDS = ("node-a", "node-b")
+
+
+@pytest.fixture(scope="module")
+def meeting(speak) -> bytes:  # type: ignore[no-untyped-def]
+    """16 kHz PCM: four sentences, each followed by 1.2 s of silence (an utterance each)."""
+    return b"".join(to_16k(speak(text, f"utterance-{i}"), silence_after_s=1.2)
+                    for i, (text, _) in enumerate(UTTERANCES))
+
+
+def process_of(pair: Pair, node_id: str) -> LanaiProcess:
+    return next(p for p in pair.nodes if p.node_id == node_id)
+
+
+async def transcribe_while(pair: Pair, meeting: bytes, fault: Callable[[LanaiProcess], None]
+                           ) -> tuple[list[speech_pb2.StreamTranscribeResponse], str, str]:
+    """Stream the meeting in real time through the router; once the first final arrived and the
+    second utterance is under way, apply `fault` to the serving node. (responses, first node,
+    node that served the last final)."""
+    sent: list[float] = []
+    responses: list[speech_pb2.StreamTranscribeResponse] = []
+    first_node = ""
+    async with grpc.aio.insecure_channel(pair.router.address) as channel:
+        call = speech_pb2_grpc.SpeechStub(channel).StreamTranscribe(
+            stream_requests(meeting, pace=True, sent=sent), timeout=120)
+        faulted = False
+        async for response in call:
+            responses.append(response)
+            first_node = first_node or response.served_by.node_id
+            if response.is_final and not faulted:
+                faulted = True
+                asyncio.get_running_loop().call_later(1.0, fault, process_of(pair, first_node))
+    finals = [r for r in responses if r.is_final]
+    return responses, first_node, finals[-1].served_by.node_id
+
+
+def assert_one_clean_transcript(responses: list[speech_pb2.StreamTranscribeResponse]) -> None:
+    finals = [r for r in responses if r.is_final]
+    text = " ".join(f.text for f in finals).lower()
+    for _, keyword in UTTERANCES:
+        assert text.count(keyword) == 1, text  # every utterance, none twice
+    ids = [f.utterance_id for f in finals]
+    assert ids == sorted(set(ids)), ids  # increasing, no final repeated
+    ends = [f.end_s for f in finals]
+    assert ends == sorted(ends) and ends[-1] > 12, ends  # on the original stream's clock (~17 s of audio)
+    for final in finals:  # segments lie in their utterance (Whisper may overshoot its end a little)
+        for segment in final.segments:
+            assert final.start_s - 0.5 <= segment.start_s < final.end_s, (segment, final.start_s, final.end_s)
+
+
+def kill(process: LanaiProcess) -> None:
+    process.proc.send_signal(signal.SIGKILL)
+
+
+def freeze(process: LanaiProcess) -> None:
+    os.kill(process.proc.pid, signal.SIGSTOP)
+
+
+async def test_a_live_transcription_survives_its_node_being_killed(lanai_home, meeting: bytes) -> None:  # type: ignore[no-untyped-def]
+    async with lone_pair(lanai_home, IDS) as pair:
+        await wait_for_nodes(pair.router.address, lambda nodes: up(nodes, *IDS))
+        responses, first, last = await transcribe_while(pair, meeting, kill)
+        assert first != last  # the stream really moved
+        assert_one_clean_transcript(responses)
+
+
+async def test_a_live_transcription_survives_its_node_being_cut_off(lanai_home, meeting: bytes) -> None:  # type: ignore[no-untyped-def]
+    """SIGSTOP: the connection stays open and silent, as with a pulled cable; keepalive finds it."""
+    async with lone_pair(lanai_home, IDS) as pair:
+        await wait_for_nodes(pair.router.address, lambda nodes: up(nodes, *IDS))
+        try:
+            responses, first, last = await transcribe_while(pair, meeting, freeze)
+        finally:
+            for p in pair.nodes:
+                if p.proc.returncode is None:
+                    os.kill(p.proc.pid, signal.SIGCONT)
+        assert first != last
+        assert_one_clean_transcript(responses)
+
+
+async def test_sigterm_moves_a_long_stream_and_the_node_exits_without_waiting_for_grace(
+        lanai_home, meeting: bytes) -> None:  # type: ignore[no-untyped-def]
+    async with lone_pair(lanai_home, IDS, node_flags=(*LONE, "--grace", "60")) as pair:
+        await wait_for_nodes(pair.router.address, lambda nodes: up(nodes, *IDS))
+        exits: list[float] = []
+
+        def terminate(process: LanaiProcess) -> None:
+            started = time.monotonic()
+            process.proc.terminate()
+
+            async def wait() -> None:
+                await process.proc.wait()
+                exits.append(time.monotonic() - started)
+            asyncio.ensure_future(wait())
+
+        responses, first, last = await transcribe_while(pair, meeting, terminate)
+        assert first != last
+        assert_one_clean_transcript(responses)
+        assert exits and exits[0] < 10, exits  # far below --grace 60: the stream was moved, not awaited
+
+
+async def generate(address: str, on_delta: Callable[[int, str], None] | None = None
+                   ) -> tuple[str, language_pb2.GenerateStreamResponse, list[str]]:
+    request = language_pb2.GenerateRequest(
+        chat=language_pb2.Chat(messages=[language_pb2.ChatMessage(role="user", content="Tell me about the sea.")]),
+        sampling=language_pb2.SamplingOptions(max_tokens=96, temperature=0.0))
+    parts: list[str] = []
+    served: list[str] = []
+    last = language_pb2.GenerateStreamResponse()
+    async with grpc.aio.insecure_channel(address) as channel:
+        async for response in language_pb2_grpc.LanguageStub(channel).GenerateStream(request, timeout=120):
+            parts.append(response.delta)
+            if response.served_by.node_id:
+                served.append(response.served_by.node_id)
+            last = response
+            if on_delta is not None:
+                on_delta(len(parts), response.served_by.node_id)
+    return "".join(parts), last, served
+
+
+async def test_a_greedy_token_stream_continues_on_another_node_as_one_run_would(lanai_home) -> None:  # type: ignore[no-untyped-def]
+    flags = (*LONE, "--services", "language")
+    async with lone_pair(lanai_home, IDS, node_flags=flags) as pair:
+        await wait_for_nodes(pair.router.address, lambda nodes: up(nodes, *IDS))
+        whole, last, _ = await generate(pair.router.address)
+        assert last.usage.completion_tokens > 40
+        serving: list[str] = []
+
+        def kill_after_ten(count: int, node_id: str) -> None:
+            if node_id and not serving:
+                serving.append(node_id)
+            if count == 10:
+                kill(process_of(pair, serving[0]))
+
+        moved, moved_last, served = await generate(pair.router.address, kill_after_ten)
+        assert len(set(served)) == 2, served  # begun on one node, finished on the other
+        assert moved == whole
+        assert moved_last.finish_reason == last.finish_reason
+        assert moved_last.usage.completion_tokens == pytest.approx(last.usage.completion_tokens, abs=2)
+        assert moved_last.usage.prompt_tokens == last.usage.prompt_tokens
