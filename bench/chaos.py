@@ -19,6 +19,7 @@ import os
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -30,25 +31,14 @@ sys.path.insert(0, str(Path(__file__).parent))
 from benchlib import emit, environment, table  # noqa: E402
 
 from tests.integration.chaos import Chaos, photo  # noqa: E402
+from tests.integration.meeting import UTTERANCES, meeting_pcm  # noqa: E402
 
-SENTENCES = ("Every morning the office printer jams at nine.", "The quick brown fox jumps over the lazy dog.",
-             "Our meeting notes stay on the machines in this building.", "Tomorrow the weather will be sunny and warm.")
-
-
-def spoken(text: str, folder: Path, name: str) -> bytes:
-    path = folder / f"{name}.wav"
-    subprocess.run(["espeak-ng", "-w", str(path), text], check=True, timeout=60)
-    return path.read_bytes()
-
-
-def meeting_pcm(folder: Path) -> bytes:
-    from lanai.services.speech.audio import decode_encoded
-
-    parts = []
-    for i, text in enumerate(SENTENCES):
-        samples = decode_encoded(spoken(text, folder, f"s{i}"), 1e9)
-        parts.append(np.concatenate([samples, np.zeros(int(1.2 * 16000), np.float32)]))
-    return (np.concatenate(parts) * 32767).astype("<i2").tobytes()
+def espeak(folder: Path) -> Callable[[str, str], bytes]:
+    def speak(text: str, name: str) -> bytes:
+        path = folder / f"{name}.wav"
+        subprocess.run(["espeak-ng", "-w", str(path), text], check=True, timeout=60)
+        return path.read_bytes()
+    return speak
 
 
 def percentile(values: list[float], q: float) -> float | None:
@@ -65,8 +55,8 @@ async def main(args: argparse.Namespace) -> int:
         models.prepare(home, model)
     os.environ.setdefault("LANAI_LANGUAGE_MODELS", "smollm2-135m")
     with tempfile.TemporaryDirectory() as tmp:
-        folder = Path(tmp)
-        chaos = Chaos(home, wav=spoken(SENTENCES[1], folder, "fox"), meeting_pcm=meeting_pcm(folder), image=photo())
+        speak = espeak(Path(tmp))
+        chaos = Chaos(home, wav=speak(UTTERANCES[1][0], "fox"), meeting_pcm=meeting_pcm(speak), image=photo())
         try:
             emit("starting 3 nodes and a router on loopback")
             await chaos.start()

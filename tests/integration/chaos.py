@@ -27,6 +27,7 @@ from lanai.api.language.v1 import language_pb2, language_pb2_grpc
 from lanai.api.speech.v1 import speech_pb2, speech_pb2_grpc
 from lanai.api.vision.v1 import vision_pb2, vision_pb2_grpc
 
+from .meeting import KEYWORDS
 from .processes import LanaiProcess, free_port, start, up, wait_for_nodes
 
 NODE_FLAGS = ("--insecure", "--no-router", "--discovery", "none", "--services", "speech,vision,language",
@@ -63,6 +64,24 @@ class Report:
 
     def moves(self) -> list[float]:
         return sorted(o.moved_after_s for o in self.outcomes if o.moved_after_s is not None)
+
+
+class NodeChanges:
+    """Follows which node answers one stream: `moved_after_s` is the gap from the lost node's
+    last answer to the next node's first (the latest move, if several); `serving` maps the
+    stream's kind to its current node, for the faults to aim at."""
+
+    def __init__(self, kind: str, serving: dict[str, str]) -> None:
+        self.kind, self.serving = kind, serving
+        self.moved_after_s: float | None = None
+        self._node, self._at = "", 0.0
+
+    def answered(self, node: str) -> None:
+        now = time.monotonic()
+        if self._node and node and node != self._node:
+            self.moved_after_s = now - self._at
+        self._node, self._at = node or self._node, now
+        self.serving[self.kind] = self._node
 
 
 def rss_kib(pid: int) -> int:
@@ -223,23 +242,19 @@ class Chaos:
                 await asyncio.sleep(0.1)
                 yield speech_pb2.StreamTranscribeRequest(audio=self.meeting[offset:offset + step])
 
-        finals, moved, last = [], None, (0.0, "")
+        finals, changes = [], NodeChanges("live transcription", self.serving)
         async for response in stub.StreamTranscribe(requests(), timeout=CALL_TIMEOUT_S):
-            node, now = response.served_by.node_id, time.monotonic()
-            if last[1] and node and node != last[1]:
-                moved = now - last[0]
-            last = (now, node or last[1])
-            self.serving["live transcription"] = last[1]
+            changes.answered(response.served_by.node_id)
             if response.is_final:
                 finals.append(response)
         ids = [f.utterance_id for f in finals]
         if ids != sorted(set(ids)):
             raise AssertionError(f"utterance ids out of order or repeated: {ids}")
         text = " ".join(f.text for f in finals).lower()
-        for word in ("morning", "lazy", "building", "weather"):
+        for word in KEYWORDS:
             if text.count(word) != 1:
                 raise AssertionError(f"{word!r} not once in the transcript: {text!r}")
-        return moved
+        return changes.moved_after_s
 
     async def _token_loop(self, channel: grpc.aio.Channel, deadline: float) -> None:
         stub = language_pb2_grpc.LanguageStub(channel)
@@ -250,17 +265,13 @@ class Chaos:
         request = language_pb2.GenerateRequest(
             chat=language_pb2.Chat(messages=[language_pb2.ChatMessage(role="user", content="Tell me about the sea.")]),
             sampling=language_pb2.SamplingOptions(max_tokens=128, temperature=0.0))
-        moved, last, finished = None, (0.0, ""), False
+        changes, finished = NodeChanges("token stream", self.serving), False
         async for response in stub.GenerateStream(request, timeout=CALL_TIMEOUT_S):
-            node, now = response.served_by.node_id, time.monotonic()
-            if last[1] and node and node != last[1]:
-                moved = now - last[0]
-            last = (now, node or last[1])
-            self.serving["token stream"] = last[1]
+            changes.answered(response.served_by.node_id)
             finished = finished or response.finish_reason != language_pb2.FINISH_REASON_UNSPECIFIED
         if not finished:
             raise AssertionError("the token stream ended without a finish reason")
-        return moved
+        return changes.moved_after_s
 
 
 def photo() -> bytes:

@@ -1,6 +1,7 @@
 """One minute of mixed load (unary speech, vision and language; live transcriptions and token
 streams) through a router while its three nodes are killed, restarted, frozen (a pulled cable:
-no reset) and thawed, a cycle every 20 s (the restart's start-up stretches it). Every call must succeed; the counts are printed.
+no reset) and thawed, a cycle every 20 s (the restart's start-up stretches it). Every call must
+succeed; the counts are printed.
 bench/chaos.py runs the same for five minutes and reports delays and memory."""
 
 from __future__ import annotations
@@ -10,17 +11,14 @@ from pathlib import Path
 import pytest
 
 from .chaos import Chaos, photo
-from .test_failover import UTTERANCES
-from .test_speech import to_16k
+from .meeting import meeting_pcm
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 
 async def test_a_minute_of_faults_fails_no_call(lanai_home: Path, vision_home: Path, language_home: Path,
                                                 speak, fox_wav: bytes) -> None:  # type: ignore[no-untyped-def]
-    meeting = b"".join(to_16k(speak(text, f"utterance-{i}"), silence_after_s=1.2)
-                       for i, (text, _) in enumerate(UTTERANCES))
-    chaos = Chaos(lanai_home, wav=fox_wav, meeting_pcm=meeting, image=photo())
+    chaos = Chaos(lanai_home, wav=fox_wav, meeting_pcm=meeting_pcm(speak), image=photo())
     try:
         await chaos.start()
         report = await chaos.run(60, 20)

@@ -19,21 +19,16 @@ from lanai.api.speech.v1 import speech_pb2, speech_pb2_grpc
 
 from .processes import LanaiProcess, wait_for_nodes, up
 from .test_mesh import LONE, Pair, lone_pair
-from .test_speech import stream_requests, to_16k
+from .meeting import KEYWORDS, meeting_pcm
+from .test_speech import stream_requests
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
-UTTERANCES = (("Every morning the office printer jams at nine.", "morning"),
-              ("The quick brown fox jumps over the lazy dog.", "lazy"),
-              ("Our meeting notes stay on the machines in this building.", "building"),
-              ("Tomorrow the weather will be sunny and warm.", "weather"))
 IDS = ("node-a", "node-b")
 
 
 @pytest.fixture(scope="module")
 def meeting(speak) -> bytes:  # type: ignore[no-untyped-def]
-    """16 kHz PCM: four sentences, each followed by 1.2 s of silence (an utterance each)."""
-    return b"".join(to_16k(speak(text, f"utterance-{i}"), silence_after_s=1.2)
-                    for i, (text, _) in enumerate(UTTERANCES))
+    return meeting_pcm(speak)
 
 
 def process_of(pair: Pair, node_id: str) -> LanaiProcess:
@@ -65,7 +60,7 @@ async def transcribe_while(pair: Pair, meeting: bytes, fault: Callable[[LanaiPro
 def assert_one_clean_transcript(responses: list[speech_pb2.StreamTranscribeResponse]) -> None:
     finals = [r for r in responses if r.is_final]
     text = " ".join(f.text for f in finals).lower()
-    for _, keyword in UTTERANCES:
+    for keyword in KEYWORDS:
         assert text.count(keyword) == 1, text  # every utterance, none twice
     ids = [f.utterance_id for f in finals]
     assert ids == sorted(set(ids)), ids  # increasing, no final repeated
