@@ -80,7 +80,7 @@ import benchlib  # noqa: E402 - bench/ sibling module
 from benchlib import emit, node_process, short, table  # noqa: E402
 from lanai.api.vision.v1 import vision_pb2, vision_pb2_grpc
 from lanai.services import models as model_cache
-from lanai.services.errors import LanaiError
+from lanai.services.core.errors import LanaiError
 from lanai.services.vision.config import VisionConfig
 from lanai.services.vision.engine import VisionEngine
 from lanai.services.vision.image import decode

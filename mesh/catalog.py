@@ -1,22 +1,20 @@
-"""What the router knows of lanai's RPCs, read from the proto descriptors: which service a
-method belongs to, its streaming shape, and which model a request asks for. Generic, so a
-new lanai service needs no router code."""
+"""What the router knows of lanai's RPCs, read from the registered services' proto
+descriptors: which service a method belongs to, its streaming shape, and which model a
+request asks for. Generic, so a new lanai service needs no router code."""
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from google.protobuf import message_factory
 from google.protobuf.message import DecodeError, Message
 
-from lanai.api.language.v1 import language_pb2
-from lanai.api.speech.v1 import speech_pb2
-from lanai.api.vision.v1 import vision_pb2
-from lanai.services.errors import InvalidInput
+from lanai.mesh import registry
+from lanai.services.core.errors import InvalidInput
 
-ROUTED_MODULES = (speech_pb2, vision_pb2, language_pb2)
-"""The services a router forwards (lanai.mesh.v1 is answered by every process itself)."""
 MODEL_FIELD = "model"
 _MAX_DEPTH = 3
 
@@ -32,19 +30,23 @@ class Rpc:
     request_type: type[Message]
 
 
-def _build() -> dict[str, Rpc]:
-    rpcs: dict[str, Rpc] = {}
-    for module in ROUTED_MODULES:
-        for service in module.DESCRIPTOR.services_by_name.values():
+@functools.cache
+def rpcs() -> Mapping[str, Rpc]:
+    """Every method a router forwards, by path: those of the registered services' APIs
+    (lanai.mesh.v1 is answered by every process itself). Built on first use."""
+    found: dict[str, Rpc] = {}
+    for entry in registry.entries():
+        for service in entry.api().DESCRIPTOR.services_by_name.values():
             for method in service.methods:
                 path = f"/{service.full_name}/{method.name}"
-                rpcs[path] = Rpc(path, service.full_name.split(".")[1], method.client_streaming,
-                                 method.server_streaming, message_factory.GetMessageClass(method.input_type))
-    return rpcs
+                found[path] = Rpc(path, entry.name, method.client_streaming, method.server_streaming,
+                                  message_factory.GetMessageClass(method.input_type))
+    return found
 
 
-RPCS = _build()
-GRPC_SERVICES = tuple(sorted({p.split("/")[1] for p in RPCS}))
+def grpc_services() -> tuple[str, ...]:
+    """The full names of the gRPC services a router forwards ("lanai.speech.v1.Speech", ...)."""
+    return tuple(sorted({path.split("/")[1] for path in rpcs()}))
 
 
 def requested_model(rpc: Rpc, raw: bytes) -> str:

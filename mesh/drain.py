@@ -9,7 +9,7 @@ import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
-from lanai.services.errors import Unavailable
+from lanai.services.core.errors import Unavailable
 
 
 class OpenStreams:

@@ -9,7 +9,7 @@ from typing import Any
 import grpc
 from google.protobuf.message import DecodeError
 
-from lanai.services.errors import InvalidInput
+from lanai.services.core.errors import InvalidInput
 
 
 def parts(handler: Any) -> tuple[Callable[..., Any], Callable[..., Any]]:

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from lanai.mesh import metrics
-from lanai.mesh.admission import AdmissionController, Load
+from lanai.services.core.admission import AdmissionController, Load
 
 COALESCE_S = 0.01
 """Changes closer together than this go out as one report."""

@@ -10,7 +10,7 @@ from typing import Any
 import grpc
 
 from lanai.api.mesh.v1 import mesh_pb2, mesh_pb2_grpc
-from lanai.mesh.catalog import RPCS, Rpc
+from lanai.mesh.catalog import Rpc, rpcs
 from lanai.mesh.router import FORWARDED, Context, Router
 from lanai.mesh.state import NodeState, NodeView
 
@@ -25,7 +25,7 @@ class RoutingInterceptor(grpc.aio.ServerInterceptor):
     forwarded here: those are served by this node's own servicers."""
 
     def __init__(self, router: Router) -> None:
-        self._handlers = {path: _handler(router, rpc) for path, rpc in RPCS.items()}  # built once
+        self._handlers = {path: _handler(router, rpc) for path, rpc in rpcs().items()}  # built once
 
     async def intercept_service(self, continuation: Callable[[Any], Awaitable[Any]], details: Any) -> Any:
         handler = self._handlers.get(details.method)

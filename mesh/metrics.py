@@ -1,4 +1,5 @@
-"""lanai's Prometheus vocabulary (`lanai_*`), defined once, and the HTTP endpoint serving
+"""The mesh's Prometheus vocabulary (`lanai_*`: node, router and membership metrics, defined
+once; each service's own live in lanai.services.<name>.metrics) and the HTTP endpoint serving
 /metrics (every process) and /sd (routers: Prometheus HTTP service discovery)."""
 
 from __future__ import annotations
@@ -14,40 +15,18 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Counter, Gauge, His
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-# Inference spans milliseconds (a tiny image) to minutes (an hour of audio).
-LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 900.0)
+from lanai.services.core.metrics import LATENCY_BUCKETS
 
 NODE_INFO = Gauge("lanai_node_info", "Always 1; labels say what this process is.", ["node", "version", "role"])
 REQUESTS = Counter("lanai_requests", "Finished RPCs by service, method, node and gRPC status code.",
                    ["service", "method", "node", "code"])
 REQUEST_SECONDS = Histogram("lanai_request_duration_seconds", "Wall time of an RPC from arrival to last message.",
                             ["service", "method"], buckets=LATENCY_BUCKETS)
-QUEUE_SECONDS = Histogram("lanai_queue_duration_seconds", "Time a job waited for an execution slot.",
-                          ["service"], buckets=LATENCY_BUCKETS)
-COMPUTE_SECONDS = Histogram("lanai_compute_duration_seconds", "Time a job ran in its slot (decoding + inference).",
-                            ["service", "model"], buckets=LATENCY_BUCKETS)
 SLOTS = Gauge("lanai_slots", "Execution slots of a service.", ["service", "node"])
 IN_FLIGHT = Gauge("lanai_in_flight", "Jobs running in a slot now.", ["service", "node"])
 QUEUED = Gauge("lanai_queued", "Jobs waiting for a slot now.", ["service", "node"])
 OPEN_STREAMS = Gauge("lanai_open_streams", "Open streaming sessions.", ["service", "node"])
 
-SPEECH_AUDIO_SECONDS = Counter("lanai_speech_audio_seconds", "Seconds of audio transcribed.", ["model"])
-SPEECH_REAL_TIME_FACTOR = Histogram(
-    "lanai_speech_real_time_factor", "Compute time divided by audio duration (below 1 is faster than real time).",
-    ["model"], buckets=(0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0))
-
-VISION_IMAGES = Counter("lanai_vision_images", "Images processed, by task and model.", ["task", "model"])
-VISION_SECONDS = Histogram("lanai_vision_duration_seconds", "Time to decode and process one image, by task.",
-                           ["task"], buckets=LATENCY_BUCKETS)
-
-LANGUAGE_PROMPT_TOKENS = Counter("lanai_language_prompt_tokens", "Prompt tokens processed.", ["model"])
-LANGUAGE_GENERATED_TOKENS = Counter("lanai_language_generated_tokens", "Tokens generated.", ["model"])
-LANGUAGE_TIME_TO_FIRST_TOKEN = Histogram(
-    "lanai_language_time_to_first_token_seconds", "From a request's arrival to its first generated token.",
-    ["model"], buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0))
-LANGUAGE_TOKENS_PER_SECOND = Histogram(
-    "lanai_language_tokens_per_second", "Generation speed of one request after its first token.",
-    ["model"], buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000))
 
 ROUTER_REQUESTS = Counter("lanai_router_requests", "Client calls a router placed, by the status the client got.",
                           ["service", "method", "node", "code"])
@@ -85,10 +64,15 @@ class _MeshCollector(Collector):
         yield family
 
 
-REGISTRY.register(_MeshCollector())
+_collector: _MeshCollector | None = None
 
 
 def watch_mesh(router_id: str, counts: Callable[[], Mapping[str, int]]) -> None:
+    """Report a router's view in lanai_mesh_nodes (the collector is registered by the first router)."""
+    global _collector
+    if _collector is None:
+        _collector = _MeshCollector()
+        REGISTRY.register(_collector)
     _mesh_views[router_id] = counts
 
 

@@ -7,8 +7,10 @@ import asyncio
 import json
 import logging
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -16,10 +18,8 @@ from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
 from lanai.api.mesh.v1 import mesh_pb2, mesh_pb2_grpc
-from lanai.mesh import __version__, identity, metrics
+from lanai.mesh import __version__, catalog, identity, metrics, registry
 from lanai.mesh.hardware import detect
-from lanai.mesh.hosted import HostedService
-from lanai.mesh.catalog import GRPC_SERVICES
 from lanai.mesh.drain import OpenStreams
 from lanai.mesh.load import LoadBoard
 from lanai.mesh.mesh_service import MeshServicer, RoutingInterceptor
@@ -33,19 +33,18 @@ from lanai.mesh.security.membership import MembershipServicer
 from lanai.mesh.security.trust import Trust
 from lanai.mesh.status import LanaiInterceptor
 from lanai.services import models as model_cache
-from lanai.services.language.config import LanguageConfig
-from lanai.services.speech.config import SpeechConfig
-from lanai.services.vision.config import VisionConfig
+from lanai.services.core.hosted import HostedService
+from lanai.services.core.privacy import keep_on_premises
 
 log = logging.getLogger(__name__)
-KNOWN_SERVICES = ("speech", "vision", "language")
 
 
 @dataclass(frozen=True)
 class NodeConfig:
-    home: Path
-    """Model cache and node identity ($LANAI_HOME)."""
-    services: tuple[str, ...] = ("speech",)
+    home: Path = field(default_factory=model_cache.default_home)
+    """Model cache and node identity ($LANAI_HOME, else ~/.cache/lanai)."""
+    services: tuple[str, ...] = field(default_factory=registry.names)
+    """The services hosted (lanai.mesh.registry names); none: a router only."""
     host: str = "0.0.0.0"
     port: int = 50051
     """Client gRPC port (TLS and API keys in a secure mesh); 0 picks a free one."""
@@ -60,13 +59,19 @@ class NodeConfig:
     """Largest request message; larger ones get RESOURCE_EXHAUSTED from gRPC."""
     grace_s: float = 30.0
     """On shutdown, how long in-flight work may take to finish."""
-    speech: SpeechConfig = field(default_factory=SpeechConfig)
-    vision: VisionConfig = field(default_factory=VisionConfig)
-    language: LanguageConfig = field(default_factory=LanguageConfig)
+    configs: Mapping[str, Any] = field(default_factory=dict)
+    """Service name -> its config (the service's config dataclass); a service missing here runs
+    on its defaults (see `config_of`)."""
     mesh: MeshConfig = field(default_factory=MeshConfig)
-    """Router, discovery and announcement; the default is a lone node (the CLI joins the mesh)."""
+    """Router, discovery and announcement; the default routes and joins the LAN over mDNS (tests
+    and embedders pass presence.LONE)."""
     security: SecurityConfig = field(default_factory=SecurityConfig)
     """Mesh membership, TLS and client keys (the default: a secure node that needs keys)."""
+
+    def config_of(self, service: str) -> Any:
+        """The config `service` runs with: the one given, else its defaults."""
+        given = self.configs.get(service)
+        return given if given is not None else registry.entry(service).config()
 
 
 class Node:
@@ -90,11 +95,12 @@ class Node:
 
     @classmethod
     async def start(cls, config: NodeConfig) -> Node:
+        keep_on_premises()
         os.environ["HF_HUB_OFFLINE"] = "1"  # serving never downloads: models come from the cache or a path
-        unknown = set(config.services) - set(KNOWN_SERVICES)
+        unknown = set(config.services) - set(registry.names())
         if unknown or not (config.services or config.mesh.router):
             raise ValueError(f"unknown service(s) {', '.join(sorted(unknown)) or '(none given)'}; "
-                             f"this node can host: {', '.join(KNOWN_SERVICES)}")
+                             f"this node can host: {', '.join(registry.names())}")
         node_id = config.node_id or identity.node_id(config.home)
         trust = await _open_trust(config, node_id)
         presence = MeshPresence(config.mesh, node_id, trust)
@@ -136,7 +142,7 @@ class Node:
                 "Health"].full_name, reflection.SERVICE_NAME]
         if presence.router is not None:
             mesh_pb2_grpc.add_MeshServicer_to_server(MeshServicer(presence.router), server)
-            names = sorted(set(names) | set(GRPC_SERVICES)) + [mesh_pb2.DESCRIPTOR.services_by_name["Mesh"].full_name]
+            names = sorted(set(names) | set(catalog.grpc_services())) + [mesh_pb2.DESCRIPTOR.services_by_name["Mesh"].full_name]
         mesh_port = 0
         if trust is not None:
             membership = MembershipServicer(trust, config.mesh_port)
@@ -193,30 +199,7 @@ class Node:
 
 def _load_services(config: NodeConfig, board: LoadBoard) -> list[HostedService]:
     """Load models (slow: run off the event loop) and build the hosted services."""
-    services: list[HostedService] = []
-    if "speech" in config.services:
-        from lanai.services.speech.engine import SpeechEngine
-        from lanai.services.speech.servicer import SpeechService
-
-        resolved = [model_cache.resolve(config.home, spec, "speech") for spec in config.speech.models]
-        services.append(SpeechService(SpeechEngine(resolved, config.speech), board))
-    if "vision" in config.services:
-        from lanai.services.vision.engine import VisionEngine
-        from lanai.services.vision.servicer import VisionService
-
-        resolved = [model_cache.resolve(config.home, spec, "vision") for spec in config.vision.models]
-        services.append(VisionService(VisionEngine(resolved, config.vision), board))
-    if "language" in config.services:
-        from lanai.services.language.embed import Embedder
-        from lanai.services.language.engines import choose, open_engine
-        from lanai.services.language.servicer import LanguageService
-
-        lang = config.language
-        engine = choose(lang.engine)
-        resolved = [model_cache.resolve(config.home, spec, "language", engine=engine) for spec in lang.models]
-        encoders = [model_cache.resolve(config.home, spec, "language") for spec in lang.embedding_models]
-        services.append(LanguageService(open_engine(resolved, lang), Embedder(encoders, lang), board))
-    return services
+    return [registry.entry(name).build(config.config_of(name), config.home, board) for name in config.services]
 
 
 async def _open_trust(config: NodeConfig, node_id: str) -> Trust | None:

@@ -11,10 +11,10 @@ import grpc
 from lanai.api.mesh.v1 import mesh_pb2, mesh_pb2_grpc
 from lanai.mesh import API_VERSION, __version__
 from lanai.mesh.hardware import Hardware
-from lanai.mesh.hosted import HostedService
+from lanai.services.core.hosted import HostedService
 from lanai.mesh.load import LoadBoard, Snapshot, Throughput
 from lanai.mesh.security.trust import Trust
-from lanai.services.errors import InvalidInput
+from lanai.services.core.errors import InvalidInput
 
 DEFAULT_HEARTBEAT_MS = 1000
 

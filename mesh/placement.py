@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from lanai.mesh.state import NEVER_USED, MeshState, NodeState, NodeView
-from lanai.services.errors import quote
+from lanai.services.core.errors import quote
 
 NEAR_EQUAL = 1.15
 """Scores within this factor of the best count as equal. Among them, power-of-two-choices on
@@ -110,6 +110,7 @@ def random_choice(candidates: Sequence[NodeView], need: Need, rng: random.Random
 
 
 POLICIES: dict[str, Policy] = {"least-loaded": least_loaded, "round-robin": round_robin, "random": random_choice}
+DEFAULT_POLICY = "least-loaded"
 
 
 def rank(state: MeshState, need: Need, *, policy: str, now: float, rng: random.Random, turn: int) -> list[NodeView]:

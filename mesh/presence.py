@@ -12,6 +12,7 @@ from zeroconf.asyncio import AsyncZeroconf
 
 from lanai.mesh.advertise import advertise, choose_addresses, local_interfaces, open_zeroconf, service_info
 from lanai.mesh.discovery import Discovery, DnsDiscovery, MdnsDiscovery, StaticDiscovery
+from lanai.mesh.placement import DEFAULT_POLICY
 from lanai.mesh.premises import DEFAULT_ALLOWED
 from lanai.mesh.router import Router, RouterConfig
 from lanai.mesh.security.trust import Trust
@@ -22,13 +23,13 @@ DISCOVERY = ("mdns", "static", "dns", "none")
 
 @dataclass(frozen=True)
 class MeshConfig:
-    router: bool = False
-    """Run a router in this process (the CLI's default for nodes)."""
-    policy: str = "least-loaded"
+    router: bool = True
+    """Run a router in this process, so clients may call any node."""
+    policy: str = DEFAULT_POLICY
     allow: tuple[str, ...] = DEFAULT_ALLOWED
     """The premises policy: networks the router may send work to."""
-    discovery: str = "none"
-    """"mdns", "static" or "none" (the CLI's default is mdns)."""
+    discovery: str = "mdns"
+    """"mdns", "static", "dns" or "none"."""
     peers: tuple[str, ...] = ()
     """host:port of other nodes, for static discovery."""
     dns_name: str = ""
@@ -49,6 +50,10 @@ class MeshConfig:
             raise ValueError("static discovery needs --peers host:port,...")
         if self.discovery == "dns" and not self.dns_name:
             raise ValueError("dns discovery needs --dns NAME[:PORT] (e.g. a Kubernetes headless Service)")
+
+
+LONE = MeshConfig(router=False, discovery="none")
+"""A node on its own: no router, nothing announced or browsed (tests, a program embedding a node)."""
 
 
 class MeshPresence:

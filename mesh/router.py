@@ -22,14 +22,14 @@ from lanai.mesh.circuit import COOLDOWN_S
 from lanai.mesh.catalog import Rpc, requested_model
 from lanai.mesh.replay import ReplayableStream
 from lanai.mesh.resume import MOVES, Resume, resume_for
-from lanai.mesh.placement import POLICIES, NoCandidate, Need, rank
+from lanai.mesh.placement import DEFAULT_POLICY, POLICIES, NoCandidate, Need, rank
 from lanai.mesh.premises import DEFAULT_ALLOWED, Premises
 from lanai.mesh.security import pki
 from lanai.mesh.security.policy import Policy
 from lanai.mesh.security.trust import HandshakeFailed, Trust, Untrusted
 from lanai.mesh.state import MeshState, NodeState, NodeView
 from lanai.mesh.watch import NodeWatcher, load_of, services_of, throughput_of
-from lanai.services.errors import DeadlineExceeded, Overloaded, Unavailable
+from lanai.services.core.errors import DeadlineExceeded, Overloaded, Unavailable
 
 log = logging.getLogger(__name__)
 FORWARDED = "lanai-forwarded"
@@ -52,7 +52,7 @@ Context = grpc.aio.ServicerContext[Any, Any]
 
 @dataclass(frozen=True)
 class RouterConfig:
-    policy: str = "least-loaded"
+    policy: str = DEFAULT_POLICY
     """A name from lanai.mesh.placement.POLICIES."""
     allow: tuple[str, ...] = DEFAULT_ALLOWED
     """Networks work may go to (the premises policy)."""

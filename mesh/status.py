@@ -11,10 +11,10 @@ from typing import Any
 import grpc
 
 from lanai.mesh import handlers, metrics
-from lanai.mesh.catalog import RPCS
+from lanai.mesh.catalog import rpcs
 from lanai.mesh.drain import OpenStreams
 from lanai.mesh.router import FORWARDED
-from lanai.services.errors import (DeadlineExceeded, InvalidInput, LanaiError, ModelNotFound, ModelNotPrepared,
+from lanai.services.core.errors import (DeadlineExceeded, InvalidInput, LanaiError, ModelNotFound, ModelNotPrepared,
                                    Overloaded, PermissionDenied, Unauthenticated, Unavailable)
 
 log = logging.getLogger(__name__)
@@ -65,8 +65,8 @@ class LanaiInterceptor(grpc.aio.ServerInterceptor):
         # A lanai service call that no router forwarded yet is placed by this process's router:
         # it is counted as routed, so a node that also routes does not count a call twice.
         forwarded = any(key == FORWARDED for key, _ in details.invocation_metadata or ())
-        routed = self._routes and details.method in RPCS and not forwarded
-        movable = forwarded and details.method in RPCS and handler.response_streaming
+        routed = self._routes and details.method in rpcs() and not forwarded
+        movable = forwarded and details.method in rpcs() and handler.response_streaming
         return self._wrapped.get(handler, (routed, movable),
                                  lambda: self._wrap(handler, details.method, routed, movable))
 

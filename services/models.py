@@ -14,7 +14,7 @@ from importlib import import_module
 from dataclasses import dataclass
 from pathlib import Path
 
-from lanai.services.errors import ModelNotFound, ModelNotPrepared
+from lanai.services.core.errors import ModelNotFound, ModelNotPrepared
 
 log = logging.getLogger(__name__)
 MANIFEST = "lanai-model.json"
@@ -61,6 +61,9 @@ class EmbeddedModel:
     build_for: str = ""
     """The engine that serves the build's outputs (a language model's "mlx" conversion); the
     build runs only where that engine is wanted. Empty: every machine needs the build."""
+    opt_in: str = ""
+    """Why `lanai models install` leaves it out unless named (a licence the user must accept);
+    empty for models installed by default."""
 
     @property
     def size_bytes(self) -> int:

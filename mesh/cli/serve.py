@@ -4,31 +4,27 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import signal
 import sys
 from pathlib import Path
 from typing import Any
 
-from lanai.mesh.node import KNOWN_SERVICES, Node, NodeConfig
-from lanai.mesh.placement import POLICIES
-from lanai.mesh.premises import DEFAULT_ALLOWED
+from lanai.mesh import registry
+from lanai.mesh.node import Node, NodeConfig
+from lanai.mesh.placement import DEFAULT_POLICY, POLICIES
 from lanai.mesh.presence import DISCOVERY, MeshConfig
 from lanai.mesh.security.config import SecurityConfig
 from lanai.mesh.security import pki
 from lanai.services import models
-from lanai.services.errors import LanaiError
-from lanai.services.language.config import LanguageConfig
-from lanai.services.language.engines import CHOICES, LLAMA_CPP_SLOTS, MLX_SLOTS
-from lanai.services.speech.config import SpeechConfig
-from lanai.services.vision.config import VisionConfig
+from lanai.services.core import options
+from lanai.services.core.errors import LanaiError
 
 
 def add_parsers(commands: Any) -> None:
     node = commands.add_parser("node", help="run a node hosting services on this machine",
                                description="Run a node: the services named, health, reflection, "
                                            "Node/Describe + WatchLoad and Prometheus /metrics.")
-    _node_flags(node, host="0.0.0.0")
+    _node_flags(node, host=NodeConfig.host)
     node.set_defaults(run=run_node)
     up = commands.add_parser("up", help="run everything on this machine with the embedded default models",
                              description="One-machine lanai: a router and a node with the embedded default "
@@ -42,14 +38,18 @@ def add_parsers(commands: Any) -> None:
     router.set_defaults(run=run_node)
 
 
-def _node_flags(p: argparse.ArgumentParser, host: str, discovery: str = "mdns",
-                services: str = ",".join(KNOWN_SERVICES), open_door: bool = False) -> None:
-    cores = os.cpu_count() or 1
+def _node_flags(p: argparse.ArgumentParser, host: str, discovery: str = MeshConfig.discovery,
+                services: str | None = None, open_door: bool = False) -> None:
+    """The flags of a node; a default differs from NodeConfig()'s only where the command says so
+    (`lanai up`: loopback, no discovery, open; `lanai router`: no services)."""
+    defaults = NodeConfig()
+    sec = defaults.security
     security = p.add_argument_group("mesh trust")
-    security.add_argument("--join", default=os.environ.get("LANAI_JOIN", ""), metavar="TOKEN",
-                          help="join the mesh of this invite (from `lanai mesh invite`; first start only)")
-    security.add_argument("--mesh-port", type=int, default=NodeConfig.mesh_port,
-                          help=f"port other members call, mutual TLS only (default {NodeConfig.mesh_port}; 0 picks one)")
+    security.add_argument("--join", default=sec.join, metavar="TOKEN",
+                          help="join the mesh of this invite (from `lanai mesh invite`; first start only; "
+                               "default $LANAI_JOIN)")
+    security.add_argument("--mesh-port", type=int, default=defaults.mesh_port,
+                          help=f"port other members call, mutual TLS only (default {defaults.mesh_port}; 0 picks one)")
     security.add_argument("--insecure", action="store_true",
                           help="labs only: plaintext, no mesh membership, no API keys (any device may join and call)")
     if open_door:
@@ -57,18 +57,19 @@ def _node_flags(p: argparse.ArgumentParser, host: str, discovery: str = "mdns",
         security.add_argument("--keys", dest="open", action="store_false",
                               help="require API keys from clients (by default `lanai up` is open on localhost)")
     else:
-        p.set_defaults(client_tls=True)
+        p.set_defaults(client_tls=sec.client_tls)
         security.add_argument("--open", action="store_true",
                               help="clients need no API key (TLS stays on); anyone who reaches the port may call")
-    security.add_argument("--metrics-token", default=os.environ.get("LANAI_METRICS_TOKEN", ""),
+    security.add_argument("--metrics-token", default=sec.metrics_token,
                           help="require `Authorization: Bearer TOKEN` on /metrics and /sd (default $LANAI_METRICS_TOKEN)")
-    if services:
-        p.add_argument("--services", default=services, help=f"comma-separated, from: {', '.join(KNOWN_SERVICES)}")
+    if services is None:
+        p.add_argument("--services", default=",".join(defaults.services),
+                       help=f"comma-separated, from: {', '.join(registry.names())} (default all)")
         p.add_argument("--no-router", action="store_true",
                        help="serve only this node's services (by default a node also routes, so clients may "
                             "connect to any node)")
     else:
-        p.set_defaults(services="", no_router=False)
+        p.set_defaults(services=services, no_router=False)
     p.add_argument("--discovery", choices=DISCOVERY, default=discovery,
                    help=f"how to find other nodes (default {discovery}); static needs --peers")
     p.add_argument("--peers", default="", help="host:port of nodes' mesh ports (their client ports when --insecure), "
@@ -78,103 +79,42 @@ def _node_flags(p: argparse.ArgumentParser, host: str, discovery: str = "mdns",
     p.add_argument("--dns-server", default="", metavar="IP[:PORT]", help="resolver for --dns (default: the system's)")
     p.add_argument("--interface", default="", help="announce and browse mDNS on this interface only")
     p.add_argument("--advertise-address", default="", help="announce and browse mDNS on this address only")
-    p.add_argument("--policy", choices=sorted(POLICIES), default="least-loaded",
-                   help="placement policy (default least-loaded)")
-    p.add_argument("--allow", default=",".join(DEFAULT_ALLOWED),
+    p.add_argument("--policy", choices=sorted(POLICIES), default=DEFAULT_POLICY,
+                   help=f"placement policy (default {DEFAULT_POLICY})")
+    p.add_argument("--allow", default=",".join(defaults.mesh.allow),
                    help="networks work may be sent to, comma-separated CIDRs (default: loopback, private, "
                         "link-local)")
     p.add_argument("--host", default=host, help=f"address to listen on (default {host})")
-    p.add_argument("--port", type=int, default=NodeConfig.port,
-                   help=f"client gRPC port; 0 picks a free one (default {NodeConfig.port})")
+    p.add_argument("--port", type=int, default=defaults.port,
+                   help=f"client gRPC port; 0 picks a free one (default {defaults.port})")
     p.add_argument("--metrics-host", default=host, help=f"address of /metrics (default {host})")
-    p.add_argument("--metrics-port", type=int, default=9464, help="Prometheus port; 0 picks one, -1 disables")
+    p.add_argument("--metrics-port", type=int, default=defaults.metrics_port,
+                   help=f"Prometheus port; 0 picks one, -1 disables (default {defaults.metrics_port})")
     p.add_argument("--node-id", default="", help="override the id stored in LANAI_HOME")
     p.add_argument("--home", type=Path, default=None, help="model cache and node id (default $LANAI_HOME "
                                                              "or ~/.cache/lanai)")
-    p.add_argument("--speech-models", default="base",
-                   help="embedded model names or model directories, comma-separated; the first is the default")
-    # Measured on 2 cores (bench/speech.py): 2 slots x 1 thread served 1.9x the requests of 1 x 2.
-    p.add_argument("--speech-slots", type=int, default=min(cores, max(2, cores // 2)),
-                   help="transcriptions at once (default: half the cores, at least 2, at most the cores)")
-    p.add_argument("--speech-queue", type=int, default=8, help="requests that may wait for a slot (default 8)")
-    p.add_argument("--speech-streams", type=int, default=16, help="open streaming sessions allowed (default 16)")
-    p.add_argument("--speech-threads", type=int, default=0, help="CPU threads per slot (default: cores / slots)")
-    p.add_argument("--speech-device", default="cpu", help="cpu, cuda or auto (default cpu)")
-    p.add_argument("--speech-compute-type", default="int8", help="CTranslate2 compute type (default int8)")
-    p.add_argument("--max-audio-s", type=float, default=3 * 3600, help="longest audio per request (default 3 h)")
-    p.add_argument("--vision-models", default=",".join(VisionConfig.models),
-                   help="embedded model names or model directories, comma-separated; the first of each task "
-                        f"(classify, faces, ocr) is its default (default {','.join(VisionConfig.models)})")
-    p.add_argument("--vision-slots", type=int, default=min(cores, max(2, cores // 2)),
-                   help="images processed at once (default: half the cores, at least 2, at most the cores)")
-    p.add_argument("--vision-queue", type=int, default=VisionConfig.max_queue,
-                   help=f"requests that may wait for a slot (default {VisionConfig.max_queue})")
-    p.add_argument("--vision-threads", type=int, default=0, help="onnxruntime threads per slot (default: cores / slots)")
-    p.add_argument("--vision-device", default="auto", help="auto (CUDA/CoreML when present), cpu or cuda")
-    p.add_argument("--max-image-pixels", type=int, default=VisionConfig.max_pixels,
-                   help=f"largest image accepted, width x height (default {VisionConfig.max_pixels:,})")
-    p.add_argument("--language-models",
-                   default=os.environ.get("LANAI_LANGUAGE_MODELS") or ",".join(LanguageConfig.models),
-                   help="generation models: embedded names, GGUF files (llama.cpp) or mlx-lm model directories, "
-                        "comma-separated; the first is the default (default $LANAI_LANGUAGE_MODELS, else "
-                        f"{','.join(LanguageConfig.models)}; smollm2-135m is the small, fast one)")
-    p.add_argument("--language-engine", default=LanguageConfig.engine, choices=CHOICES,
-                   help="auto: mlx on Apple silicon, llama.cpp elsewhere (default auto)")
-    p.add_argument("--language-embedding-models", default=",".join(LanguageConfig.embedding_models),
-                   help="embedding models (embedded names or folders with model.onnx and tokenizer.json), "
-                        f"comma-separated, '' for none (default {','.join(LanguageConfig.embedding_models)})")
-    p.add_argument("--language-slots", type=int, default=LanguageConfig.slots,
-                   help="generations decoded together (default: the engine's; llama.cpp "
-                        f"{LLAMA_CPP_SLOTS}, mlx {MLX_SLOTS})")
-    p.add_argument("--language-threads", type=int, default=LanguageConfig.threads,
-                   help="CPU threads for generation (llama.cpp) and embeddings (default: every core)")
-    p.add_argument("--language-context", type=int, default=LanguageConfig.context_length,
-                   help="llama.cpp: context tokens per slot, prompt and answer (default 2048)")
-    p.add_argument("--language-queue", type=int, default=LanguageConfig.max_queue,
-                   help=f"requests that may wait for a place in the batch (default {LanguageConfig.max_queue})")
-    p.add_argument("--max-tokens", type=int, default=LanguageConfig.max_tokens_limit,
-                   help=f"most tokens one request may ask for (default {LanguageConfig.max_tokens_limit})")
-    p.add_argument("--language-device", default="auto",
-                   help="auto (mlx: Metal on Apple silicon; llama.cpp: a GPU when its build has one), cpu, or gpu "
-                        "(cuda is the same)")
-    p.add_argument("--language-blas", default="auto",
-                   help="Linux CPU: auto preloads Debian's OpenBLAS when installed, off keeps mlx's bundled BLAS, "
-                        "or a path to a libblas.so.3")
-    p.add_argument("--max-message-mb", type=int, default=64, help="largest request message (default 64 MiB)")
-    p.add_argument("--grace", type=float, default=30.0, help="seconds in-flight work may take on shutdown")
+    for entry in registry.entries():
+        options.add_flags(p.add_argument_group(f"{entry.name} service"), entry.config, entry.name)
+    p.add_argument("--max-message-mb", type=int, default=defaults.max_message_bytes // (1024 * 1024),
+                   help=f"largest request message (default {defaults.max_message_bytes // (1024 * 1024)} MiB)")
+    p.add_argument("--grace", type=float, default=defaults.grace_s,
+                   help=f"seconds in-flight work may take on shutdown (default {defaults.grace_s:g})")
 
 
 def config_from_args(args: argparse.Namespace) -> NodeConfig:
-    speech = SpeechConfig(
-        models=_names(args.speech_models),
-        slots=args.speech_slots, max_queue=args.speech_queue, max_streams=args.speech_streams,
-        cpu_threads=args.speech_threads, device=args.speech_device, compute_type=args.speech_compute_type,
-        max_audio_s=args.max_audio_s)
-    vision = VisionConfig(
-        models=_names(args.vision_models), slots=args.vision_slots, max_queue=args.vision_queue,
-        cpu_threads=args.vision_threads, device=args.vision_device, max_pixels=args.max_image_pixels)
-    language = LanguageConfig(
-        models=_names(args.language_models), embedding_models=_names(args.language_embedding_models),
-        engine=args.language_engine, slots=args.language_slots, threads=args.language_threads,
-        context_length=args.language_context, max_queue=args.language_queue, max_tokens_limit=args.max_tokens,
-        device="gpu" if args.language_device == "cuda" else args.language_device, blas=args.language_blas)
     security = SecurityConfig(insecure=args.insecure, client_tls=args.client_tls and not args.insecure,
                               require_keys=not args.open, join=args.join, metrics_token=args.metrics_token)
-    peers = tuple(p.strip() for p in args.peers.split(",") if p.strip())
-    mesh = MeshConfig(router=not args.no_router, policy=args.policy, allow=tuple(args.allow.split(",")),
+    peers = options.names(args.peers)
+    mesh = MeshConfig(router=not args.no_router, policy=args.policy, allow=options.names(args.allow),
                       discovery="static" if peers else "dns" if args.dns else args.discovery, peers=peers,
                       dns_name=args.dns, dns_server=args.dns_server, interface=args.interface,
                       advertise_address=args.advertise_address)
+    configs = {entry.name: options.from_args(entry.config, args, entry.name) for entry in registry.entries()}
     return NodeConfig(
-        home=args.home or models.default_home(), services=tuple(s.strip() for s in args.services.split(",") if s),
-        host=args.host, port=args.port, mesh_port=args.mesh_port, metrics_host=args.metrics_host, security=security,
+        home=args.home or models.default_home(), services=options.names(args.services), host=args.host, port=args.port, mesh_port=args.mesh_port,
+        metrics_host=args.metrics_host, security=security,
         metrics_port=None if args.metrics_port < 0 else args.metrics_port, node_id=args.node_id,
-        max_message_bytes=args.max_message_mb * 1024 * 1024, grace_s=args.grace, speech=speech, vision=vision,
-        language=language, mesh=mesh)
-
-
-def _names(flag: str) -> tuple[str, ...]:
-    return tuple(name.strip() for name in flag.split(",") if name.strip())
+        max_message_bytes=args.max_message_mb * 1024 * 1024, grace_s=args.grace, configs=configs, mesh=mesh)
 
 
 def run_node(args: argparse.Namespace) -> int:

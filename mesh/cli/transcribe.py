@@ -17,7 +17,7 @@ from google.protobuf import json_format
 from lanai.mesh import streamcall
 from lanai.mesh.cli import connect
 from lanai.api.speech.v1 import speech_pb2, speech_pb2_grpc
-from lanai.services.errors import LanaiError
+from lanai.services.core.errors import LanaiError
 from lanai.services.speech.audio import SAMPLE_RATE, decode_encoded
 
 STREAM_PATH = "/lanai.speech.v1.Speech/StreamTranscribe"

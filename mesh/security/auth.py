@@ -14,7 +14,7 @@ from lanai.mesh.router import FORWARDED
 from lanai.mesh.security import pki
 from lanai.mesh.security.trust import Trust
 from lanai.mesh.status import status_for
-from lanai.services.errors import PermissionDenied, Unauthenticated
+from lanai.services.core.errors import PermissionDenied, Unauthenticated
 
 Context = grpc.aio.ServicerContext[Any, Any]
 OPEN = ("/grpc.health.v1.Health/", "/grpc.reflection.", "/lanai.mesh.v1.Membership/Join")

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import os
+from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True)
@@ -13,9 +14,9 @@ class SecurityConfig:
     """Serve TLS (a mesh certificate) on the client port; `lanai up` turns it off on loopback."""
     require_keys: bool = True
     """Clients need an API key or a mesh certificate; `lanai up` (one person, one machine) turns it off."""
-    join: str = ""
-    """A join token from `lanai mesh invite` (first start only)."""
+    join: str = field(default_factory=lambda: os.environ.get("LANAI_JOIN", ""))
+    """A join token from `lanai mesh invite` (first start only; default $LANAI_JOIN)."""
     create_mesh: bool = True
     """With no mesh in LANAI_HOME and no token, create one (this machine then holds the CA)."""
-    metrics_token: str = ""
-    """When set, /metrics and /sd want `Authorization: Bearer <token>`."""
+    metrics_token: str = field(default_factory=lambda: os.environ.get("LANAI_METRICS_TOKEN", ""))
+    """When set, /metrics and /sd want `Authorization: Bearer <token>` (default $LANAI_METRICS_TOKEN)."""

@@ -13,7 +13,7 @@ from lanai.mesh.security import authority, pki
 from lanai.mesh.security.invites import InviteError
 from lanai.mesh.security.policy import PolicyError
 from lanai.mesh.security.trust import Trust
-from lanai.services.errors import InvalidInput, PermissionDenied
+from lanai.services.core.errors import InvalidInput, PermissionDenied
 
 log = logging.getLogger(__name__)
 Context = grpc.aio.ServicerContext[Any, Any]

@@ -20,7 +20,7 @@ from lanai.mesh.security import authority, pki
 from lanai.mesh.security.config import SecurityConfig
 from lanai.mesh.security.policy import ApiKey, Policy, PolicyError, verify
 from lanai.mesh.security.store import MeshDir
-from lanai.services.errors import Unauthenticated
+from lanai.services.core.errors import Unauthenticated
 
 log = logging.getLogger(__name__)
 Clock = Callable[[], dt.datetime]

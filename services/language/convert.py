@@ -6,7 +6,7 @@ import math
 
 from lanai.api.common.v1 import common_pb2
 from lanai.api.language.v1 import language_pb2
-from lanai.services.errors import InvalidInput, quote
+from lanai.services.core.errors import InvalidInput, quote
 from lanai.services.language.embed import EmbeddingModel, Embeddings
 from lanai.services.language.types import (FINISH_CANCELLED, FINISH_LENGTH, FINISH_STOP, ROLES, Message, Sampling,
                                            Usage)

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from lanai.services.errors import InvalidInput, ModelNotFound, quote
+from lanai.services.core.errors import InvalidInput, ModelNotFound, quote
 from lanai.services.language.config import LanguageConfig
 from lanai.services.models import ResolvedModel
 

@@ -8,7 +8,7 @@ import platform
 from collections.abc import AsyncIterator, Collection, Sequence
 from typing import TYPE_CHECKING, Protocol
 
-from lanai.services.errors import ModelNotFound, quote
+from lanai.services.core.errors import ModelNotFound, quote
 
 if TYPE_CHECKING:
     from lanai.services.language.config import LanguageConfig

@@ -26,7 +26,7 @@ from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from lanai.services.errors import InvalidInput, Unavailable
+from lanai.services.core.errors import InvalidInput, Unavailable
 from lanai.services.language.config import LanguageConfig
 from lanai.services.language.engines import LLAMA_CPP, LLAMA_CPP_SLOTS, resolve_name
 from lanai.services.language.types import FINISH_CANCELLED, FINISH_LENGTH, FINISH_STOP, Chunk, LoadedModel, Message, \

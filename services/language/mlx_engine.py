@@ -20,7 +20,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from lanai.services.errors import InvalidInput, Unavailable
+from lanai.services.core.errors import InvalidInput, Unavailable
 from lanai.services.language import blas
 from lanai.services.language.config import LanguageConfig
 from lanai.services.language.engines import MLX_SLOTS, apple_silicon, resolve_name

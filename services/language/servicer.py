@@ -11,22 +11,21 @@ from typing import Any
 import grpc
 
 from lanai.api.language.v1 import language_pb2, language_pb2_grpc
-from lanai.mesh import metrics
-from lanai.mesh.admission import Timing
-from lanai.mesh.hosted import ModelFacts, admission_for
-from lanai.mesh.load import LoadBoard
-from lanai.services.language import convert
+from lanai.services.core import metrics as core_metrics
+from lanai.services.core.admission import Timing
+from lanai.services.core.hosted import Board, HostedService, ModelFacts
+from lanai.services.core.wire import served_by
+from lanai.services.language import convert, metrics
 from lanai.services.language.embed import Embedder
 from lanai.services.language.engines import Engine
 from lanai.services.language.types import Chunk, Message, Sampling, Usage
-from lanai.services.wire import served_by
 
 THROUGHPUT_UNIT = "tokens_per_second"
 EMBED_UNIT = "texts_per_second"
 MEASURE_PROMPT = "Write one sentence about the sea."
 
 
-class LanguageService:
+class LanguageService(HostedService):
     """The language service as a node hosts it: a generation engine, embedding models,
     admission control (a slot is a place in the batch; an Embed call holds one while it runs)
     and servicer."""
@@ -34,14 +33,12 @@ class LanguageService:
     name = "language"
     grpc_service = "lanai.language.v1.Language"
 
-    def __init__(self, engine: Engine, embedder: Embedder, board: LoadBoard) -> None:
-        cfg = engine.config
+    def __init__(self, engine: Engine, embedder: Embedder, board: Board) -> None:
         self.engine = engine
         self.embedder = embedder
-        self.board = board
-        self.admission = admission_for(self.name, engine.slots, cfg.max_queue, board,
-                                       {**{m.name: THROUGHPUT_UNIT for m in engine.models},
-                                        **{m.name: EMBED_UNIT for m in embedder.models}})
+        super().__init__(board, engine.slots, engine.config.max_queue,
+                         {**{m.name: THROUGHPUT_UNIT for m in engine.models},
+                          **{m.name: EMBED_UNIT for m in embedder.models}})
 
     def models(self) -> Sequence[ModelFacts]:
         return [*(ModelFacts(m.name, m.name == self.engine.default_model, m.source, m.devices, THROUGHPUT_UNIT,
@@ -85,7 +82,7 @@ class LanguageService:
             return
         sampling = dataclasses.replace(sampling, max_tokens=sampling.max_tokens - continued)
         async with self.admission.hold(tag=model, timeout=context.time_remaining()) as queued_s:
-            metrics.QUEUE_SECONDS.labels(self.name).observe(queued_s)
+            core_metrics.QUEUE_SECONDS.labels(self.name).observe(queued_s)
             started = time.perf_counter()
             async for chunk in self.engine.generate(model, tokens, sampling):
                 timing = Timing(queued_s, time.perf_counter() - started)
@@ -103,27 +100,26 @@ class LanguageService:
         self.embedder.check(texts)  # before any queueing
         result, timing = await self.admission.run(lambda: self.embedder.embed(model, texts), tag=model,
                                                   timeout=context.time_remaining())
-        metrics.COMPUTE_SECONDS.labels(self.name, model).observe(timing.compute_s)
-        if timing.compute_s > 0:
-            self.board.observe(self.name, model, len(texts) / timing.compute_s)
-        return convert.embed_response(result, self.embedder.info(model), served_by(self.board.node_id, model, timing))
+        self.record(model, timing, speed=len(texts) / timing.compute_s if timing.compute_s > 0 else 0.0)
+        return convert.embed_response(result, self.embedder.info(model), served_by(self.node_id, model, timing))
 
     def observe(self, model: str, usage: Usage, timing: Timing) -> None:
         """Record a finished generation in metrics and in the model's measured throughput."""
-        metrics.COMPUTE_SECONDS.labels(self.name, model).observe(timing.compute_s)
-        metrics.LANGUAGE_PROMPT_TOKENS.labels(model).inc(usage.prompt_tokens)
-        metrics.LANGUAGE_GENERATED_TOKENS.labels(model).inc(usage.completion_tokens)
+        # the queue time was recorded when the place in the batch was granted
+        core_metrics.COMPUTE_SECONDS.labels(self.name, model).observe(timing.compute_s)
+        metrics.PROMPT_TOKENS.labels(model).inc(usage.prompt_tokens)
+        metrics.GENERATED_TOKENS.labels(model).inc(usage.completion_tokens)
         if usage.completion_tokens:
-            metrics.LANGUAGE_TIME_TO_FIRST_TOKEN.labels(model).observe(usage.time_to_first_token_s)
+            metrics.TIME_TO_FIRST_TOKEN.labels(model).observe(usage.time_to_first_token_s)
         if usage.tokens_per_second > 0:
-            metrics.LANGUAGE_TOKENS_PER_SECOND.labels(model).observe(usage.tokens_per_second)
+            metrics.TOKENS_PER_SECOND.labels(model).observe(usage.tokens_per_second)
             self.board.observe(self.name, model, usage.tokens_per_second)
 
 
 class LanguageServicer(language_pb2_grpc.LanguageServicer):
     def __init__(self, service: LanguageService) -> None:
         self._service = service
-        self._node_id = service.board.node_id
+        self._node_id = service.node_id
 
     async def Generate(self, request: language_pb2.GenerateRequest,
                        context: grpc.aio.ServicerContext[Any, Any]) -> language_pb2.GenerateResponse:

@@ -11,7 +11,7 @@ import av
 import numpy as np
 import numpy.typing as npt
 
-from lanai.services.errors import InvalidInput
+from lanai.services.core.errors import InvalidInput
 
 SAMPLE_RATE = 16000
 """Whisper's input rate; everything is resampled to it."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from lanai.api.common.v1 import common_pb2
 from lanai.api.speech.v1 import speech_pb2
-from lanai.services.errors import InvalidInput
+from lanai.services.core.errors import InvalidInput
 from lanai.services.speech.audio import PcmFormat
 from lanai.services.speech.streaming import StreamResult
 from lanai.services.speech.types import Segment, TranscribeOptions, Transcript

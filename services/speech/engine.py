@@ -11,7 +11,7 @@ from typing import Any
 from faster_whisper import WhisperModel
 from faster_whisper.tokenizer import _LANGUAGE_CODES
 
-from lanai.services.errors import InvalidInput, ModelNotFound, quote
+from lanai.services.core.errors import InvalidInput, ModelNotFound, quote
 from lanai.services.models import ResolvedModel
 from lanai.services.speech.audio import SAMPLE_RATE, Samples
 from lanai.services.speech.config import SpeechConfig

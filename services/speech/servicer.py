@@ -10,13 +10,11 @@ import grpc
 import numpy as np
 
 from lanai.api.speech.v1 import speech_pb2, speech_pb2_grpc
-from lanai.mesh import metrics
-from lanai.mesh.admission import Timing
-from lanai.mesh.hosted import ModelFacts, admission_for
-from lanai.mesh.load import LoadBoard
-from lanai.services.errors import InvalidInput
-from lanai.services.speech import convert
-from lanai.services.wire import served_by
+from lanai.services.core.admission import Timing
+from lanai.services.core.errors import InvalidInput
+from lanai.services.core.hosted import Board, HostedService, ModelFacts
+from lanai.services.core.wire import served_by
+from lanai.services.speech import convert, metrics
 from lanai.services.speech.audio import SAMPLE_RATE, Samples, check_pcm, decode_encoded, decode_pcm
 from lanai.services.speech.engine import SpeechEngine
 from lanai.services.speech.streaming import SpeechStream, StreamSettings
@@ -25,18 +23,16 @@ from lanai.services.speech.types import TranscribeOptions, Transcript
 THROUGHPUT_UNIT = "audio_seconds_per_second"
 
 
-class SpeechService:
+class SpeechService(HostedService):
     """The speech service as a node hosts it: engine, admission control and servicer."""
 
     name = "speech"
     grpc_service = "lanai.speech.v1.Speech"
 
-    def __init__(self, engine: SpeechEngine, board: LoadBoard) -> None:
-        cfg = engine.config
+    def __init__(self, engine: SpeechEngine, board: Board) -> None:
         self.engine = engine
-        self.board = board
-        self.admission = admission_for(self.name, cfg.slots, cfg.max_queue, board,
-                                       {m.name: THROUGHPUT_UNIT for m in engine.models})
+        super().__init__(board, engine.config.slots, engine.config.max_queue,
+                         {m.name: THROUGHPUT_UNIT for m in engine.models})
 
     def models(self) -> Sequence[ModelFacts]:
         return [ModelFacts(m.name, m.name == self.engine.default_model, m.source, (m.device,), THROUGHPUT_UNIT,
@@ -45,9 +41,6 @@ class SpeechService:
 
     def register(self, server: grpc.aio.Server) -> None:
         speech_pb2_grpc.add_SpeechServicer_to_server(SpeechServicer(self), server)
-
-    def close(self) -> None:
-        pass  # nothing beyond the admission pool, which the node shuts down
 
     async def measure(self) -> None:
         """Seed each model's throughput with a short self-measurement: 10 s of silence (Whisper's
@@ -62,19 +55,18 @@ class SpeechService:
 
     def observe(self, transcript: Transcript, model: str, timing: Timing) -> None:
         """Record a finished decode in metrics and in the model's measured throughput."""
-        metrics.QUEUE_SECONDS.labels(self.name).observe(timing.queue_s)
-        metrics.COMPUTE_SECONDS.labels(self.name, model).observe(timing.compute_s)
-        metrics.SPEECH_AUDIO_SECONDS.labels(model).inc(transcript.duration_s)
-        if transcript.duration_s > 0 and timing.compute_s > 0:
-            metrics.SPEECH_REAL_TIME_FACTOR.labels(model).observe(timing.compute_s / transcript.duration_s)
-            self.board.observe(self.name, model, transcript.duration_s / timing.compute_s)
+        fast = transcript.duration_s > 0 and timing.compute_s > 0
+        self.record(model, timing, speed=transcript.duration_s / timing.compute_s if fast else 0.0)
+        metrics.AUDIO_SECONDS.labels(model).inc(transcript.duration_s)
+        if fast:
+            metrics.REAL_TIME_FACTOR.labels(model).observe(timing.compute_s / transcript.duration_s)
 
 
 class SpeechServicer(speech_pb2_grpc.SpeechServicer):
     def __init__(self, service: SpeechService) -> None:
         self._service = service
         self._engine = service.engine
-        self._node_id = service.board.node_id
+        self._node_id = service.node_id
 
     async def Transcribe(self, request: speech_pb2.TranscribeRequest,
                          context: grpc.aio.ServicerContext[Any, Any]) -> speech_pb2.TranscribeResponse:

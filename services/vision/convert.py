@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from lanai.api.common.v1 import common_pb2
 from lanai.api.vision.v1 import vision_pb2
-from lanai.services.errors import InvalidInput
+from lanai.services.core.errors import InvalidInput
 from lanai.services.vision.image import Picture
 from lanai.services.vision.types import Box, Face, Label, Point, TextLine
 

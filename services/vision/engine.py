@@ -12,7 +12,7 @@ from pathlib import Path
 
 import onnxruntime as ort
 
-from lanai.services.errors import InvalidInput, ModelNotFound, quote
+from lanai.services.core.errors import InvalidInput, ModelNotFound, quote
 from lanai.services.models import MANIFEST, ResolvedModel
 from lanai.services.vision.classify import Classifier
 from lanai.services.vision.config import VisionConfig

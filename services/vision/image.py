@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from lanai.services.errors import InvalidInput
+from lanai.services.core.errors import InvalidInput
 
 FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "GIF")
 """Pillow format names accepted; anything else is refused before its decoder runs."""

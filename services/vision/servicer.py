@@ -13,32 +13,28 @@ from PIL import Image
 
 from lanai.api.common.v1 import common_pb2
 from lanai.api.vision.v1 import vision_pb2, vision_pb2_grpc
-from lanai.mesh import metrics
-from lanai.mesh.admission import Timing
-from lanai.mesh.hosted import ModelFacts, admission_for
-from lanai.mesh.load import LoadBoard
-from lanai.services.errors import InvalidInput
-from lanai.services.vision import convert
+from lanai.services.core.admission import Timing
+from lanai.services.core.errors import InvalidInput
+from lanai.services.core.hosted import Board, HostedService, ModelFacts
+from lanai.services.core.wire import served_by
+from lanai.services.vision import convert, metrics
 from lanai.services.vision.engine import VisionEngine
 from lanai.services.vision.image import Picture, decode
-from lanai.services.wire import served_by
 
 THROUGHPUT_UNIT = "images_per_second"
 R = TypeVar("R")
 
 
-class VisionService:
+class VisionService(HostedService):
     """The vision service as a node hosts it: engine, admission control and servicer."""
 
     name = "vision"
     grpc_service = "lanai.vision.v1.Vision"
 
-    def __init__(self, engine: VisionEngine, board: LoadBoard) -> None:
-        cfg = engine.config
+    def __init__(self, engine: VisionEngine, board: Board) -> None:
         self.engine = engine
-        self.board = board
-        self.admission = admission_for(self.name, cfg.slots, cfg.max_queue, board,
-                                       {m.name: THROUGHPUT_UNIT for m in engine.models})
+        super().__init__(board, engine.config.slots, engine.config.max_queue,
+                         {m.name: THROUGHPUT_UNIT for m in engine.models})
 
     def models(self) -> Sequence[ModelFacts]:
         return [ModelFacts(m.name, self.engine.defaults.get(m.task) == m.name, m.source, m.devices, THROUGHPUT_UNIT,
@@ -47,9 +43,6 @@ class VisionService:
 
     def register(self, server: grpc.aio.Server) -> None:
         vision_pb2_grpc.add_VisionServicer_to_server(VisionServicer(self), server)
-
-    def close(self) -> None:
-        pass  # nothing beyond the admission pool, which the node shuts down
 
     async def measure(self) -> None:
         """Seed each model's throughput with one run on a small synthetic photo-like image
@@ -75,19 +68,16 @@ class VisionService:
 
     def observe(self, task: str, model: str, timing: Timing) -> None:
         """Record a finished image in metrics and in the model's measured throughput."""
-        metrics.QUEUE_SECONDS.labels(self.name).observe(timing.queue_s)
-        metrics.COMPUTE_SECONDS.labels(self.name, model).observe(timing.compute_s)
-        metrics.VISION_IMAGES.labels(task, model).inc()
-        metrics.VISION_SECONDS.labels(task).observe(timing.compute_s)
-        if timing.compute_s > 0:
-            self.board.observe(self.name, model, 1 / timing.compute_s)
+        self.record(model, timing, speed=1 / timing.compute_s if timing.compute_s > 0 else 0.0)
+        metrics.IMAGES.labels(task, model).inc()
+        metrics.SECONDS.labels(task).observe(timing.compute_s)
 
 
 class VisionServicer(vision_pb2_grpc.VisionServicer):
     def __init__(self, service: VisionService) -> None:
         self._service = service
         self._engine = service.engine
-        self._node_id = service.board.node_id
+        self._node_id = service.node_id
 
     async def Classify(self, request: vision_pb2.ClassifyRequest,
                        context: grpc.aio.ServicerContext[Any, Any]) -> vision_pb2.ClassifyResponse:

@@ -130,7 +130,7 @@ def test_every_lanai_command_is_accepted_by_lanai(variant: str) -> None:
             f"{name}: in a container (or on a LAN) only 0.0.0.0 is reachable from the other processes"
         assert not args.insecure and config.security.client_tls, f"{name}: a secure mesh, TLS on the client port"
         assert config.mesh_port not in (0, config.port), name
-        for spec in config.speech.models:
+        for spec in config.config_of("speech").models:
             assert models.embedded(spec) is not None, f"{name} serves {spec!r}, which is no embedded model"
 
 
@@ -218,8 +218,8 @@ def test_router_peers_are_exactly_the_compose_nodes() -> None:
 
 @needs_compose
 def test_nodes_differ_by_model() -> None:
-    served = {name: (parse(command(lanai_services("base")[name])).services,
-                     parse(command(lanai_services("base")[name])).speech_models) for name in NODES}
+    configs = {name: config_from_args(parse(command(lanai_services("base")[name]))) for name in NODES}
+    served = {name: (",".join(c.services), ",".join(c.config_of("speech").models)) for name, c in configs.items()}
     assert served == {"node-a": ("speech", "base"), "node-b": ("speech", "tiny.en"),
                       "node-c": ("vision,language", "base")}  # node-c serves no speech: its speech model is moot
 
@@ -249,8 +249,9 @@ def test_lan_override_uses_host_networking_and_mdns() -> None:
     assert len(taken) == len(set(taken)), f"host-networked processes share a port: {taken}"
     # The nodes still serve what they serve in the demo.
     for name in NODES:
-        lan, demo = parse(command(lanai[name])), parse(command(lanai_services("base")[name]))
-        assert (lan.services, lan.speech_models) == (demo.services, demo.speech_models)
+        lan = config_from_args(parse(command(lanai[name])))
+        demo = config_from_args(parse(command(lanai_services("base")[name])))
+        assert (lan.services, lan.config_of("speech")) == (demo.services, demo.config_of("speech"))
     # Prometheus and Grafana stay on the compose network, on 127.0.0.1.
     for name in ("prometheus", "grafana"):
         assert "network_mode" not in services("lan")[name]
@@ -597,10 +598,11 @@ def test_build_steps_succeed_on_the_copied_files(tmp_path: Path, monkeypatch: py
     assert run.returncode == 0, run.stdout + run.stderr
     # Everything the image serves is prepared: the default CMD's model and every model in compose.
     def models_of(args: argparse.Namespace) -> set[str]:
-        services = args.services.split(",")
-        flags = [f"{service}_models" for service in ("speech", "vision", "language") if service in services]
-        flags += ["language_embedding_models"] if "language" in services else []
-        return {name for flag in flags for name in getattr(args, flag).split(",") if name}
+        config = config_from_args(args)
+        served = {name for service in config.services for name in getattr(config.config_of(service), "models", ())}
+        if "language" in config.services:
+            served |= set(config.config_of("language").embedding_models)
+        return served
 
     monkeypatch.delenv("LANAI_LANGUAGE_MODELS", raising=False)  # the image's defaults, not the suite's
     served = models_of(parse(exec_form("CMD")))

@@ -28,7 +28,7 @@ from cryptography.x509.oid import NameOID  # noqa: E402
 
 from lanai.mesh.cli import build_parser  # noqa: E402
 from lanai.mesh.cli.serve import config_from_args  # noqa: E402
-from lanai.mesh.node import KNOWN_SERVICES  # noqa: E402
+from lanai.mesh import registry  # noqa: E402
 from lanai.mesh.security import authority, pki  # noqa: E402
 from lanai.mesh.security import policy as policies  # noqa: E402
 from lanai.mesh.security.config import SecurityConfig  # noqa: E402
@@ -392,7 +392,7 @@ def test_every_command_line_parses_with_lanai_argparse(rendered: Rendered) -> No
                 f"{rendered.namespace}.svc.{rendered.values.get('clusterDomain', 'cluster.local')}:" \
                 f"{MESH if secure(rendered.values) else GRPC}"
         else:
-            assert config.services and set(config.services) <= set(KNOWN_SERVICES)
+            assert config.services and set(config.services) <= set(registry.names())
             assert (config.mesh.discovery, config.mesh.router) == ("none", False)
 
 

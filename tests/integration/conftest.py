@@ -16,6 +16,7 @@ import pytest
 import pytest_asyncio
 
 from lanai.mesh.node import Node, NodeConfig
+from lanai.mesh.presence import LONE
 from lanai.mesh.security.config import SecurityConfig
 from lanai.services import models
 from lanai.services.language.engines import ENGINES
@@ -128,8 +129,9 @@ INSECURE = SecurityConfig(insecure=True)
 
 def node_config(home: Path, **speech: object) -> NodeConfig:
     extra = {k: speech.pop(k) for k in ("max_message_bytes", "grace_s") if k in speech}
-    return NodeConfig(home=home, host="127.0.0.1", port=0, metrics_host="127.0.0.1", metrics_port=0,
-                      node_id="test-node", security=INSECURE, speech=SpeechConfig(**{"models": ("tiny.en",), **speech}),  # type: ignore[arg-type]
+    return NodeConfig(home=home, services=("speech",), host="127.0.0.1", port=0, metrics_host="127.0.0.1",
+                      metrics_port=0, node_id="test-node", security=INSECURE, mesh=LONE,
+                      configs={"speech": SpeechConfig(**{"models": ("tiny.en",), **speech})},  # type: ignore[arg-type]
                       **extra)  # type: ignore[arg-type]
 
 

@@ -14,6 +14,7 @@ import pytest_asyncio
 
 from lanai.api.language.v1 import language_pb2, language_pb2_grpc
 from lanai.mesh.node import Node, NodeConfig
+from lanai.mesh.presence import LONE
 from lanai.services.language.config import LanguageConfig
 
 from .conftest import EMBEDDING_MODEL, INSECURE, LANGUAGE_MODEL
@@ -27,8 +28,8 @@ pytestmark = pytest.mark.asyncio(loop_scope="session")
 async def embed_node(language_home: Path) -> AsyncIterator[Node]:
     config = NodeConfig(home=language_home, services=("language",), host="127.0.0.1", port=0,
                         metrics_host="127.0.0.1", metrics_port=None, node_id="embed-node",
-                        security=INSECURE, language=LanguageConfig(models=(LANGUAGE_MODEL,), slots=2,
-                                                                    max_embed_texts=64))
+                        security=INSECURE, mesh=LONE,
+                        configs={"language": LanguageConfig(models=(LANGUAGE_MODEL,), slots=2, max_embed_texts=64)})
     node = await Node.start(config)
     yield node
     await node.stop(grace_s=1)

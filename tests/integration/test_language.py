@@ -17,6 +17,7 @@ import pytest_asyncio
 from lanai.api.language.v1 import language_pb2, language_pb2_grpc
 from lanai.api.mesh.v1 import mesh_pb2, mesh_pb2_grpc
 from lanai.mesh.node import Node, NodeConfig
+from lanai.mesh.presence import LONE
 from lanai.services.language.config import LanguageConfig
 from lanai.services.language.engines import ENGINES
 
@@ -34,8 +35,8 @@ GREEDY = language_pb2.SamplingOptions(temperature=0.0, max_tokens=48)
 async def language_node(request: pytest.FixtureRequest, language_home: Path) -> AsyncIterator[Node]:
     config = NodeConfig(home=language_home, services=("language",), host="127.0.0.1", port=0,
                         metrics_host="127.0.0.1", metrics_port=0, node_id="language-node", security=INSECURE,
-                        language=LanguageConfig(models=(MODEL,), engine=request.param, slots=SLOTS, max_queue=4,
-                                                max_tokens_limit=512))
+                        mesh=LONE, configs={"language": LanguageConfig(
+                            models=(MODEL,), engine=request.param, slots=SLOTS, max_queue=4, max_tokens_limit=512)})
     node = await Node.start(config)
     yield node
     await node.stop(grace_s=1)
@@ -208,7 +209,7 @@ async def test_describe_and_metrics(language_node: Node, language: language_pb2_
     (service,) = described.services
     model, encoder = service.models
     assert service.slots == SLOTS and model.name == MODEL and model.is_default
-    assert model.engine == language_node.config.language.engine and model.task == "generate"
+    assert model.engine == language_node.config.config_of("language").engine and model.task == "generate"
     assert model.throughput.unit == "tokens_per_second" and model.throughput.value > 0
     assert (encoder.name, encoder.engine, encoder.task, encoder.is_default) == ("minilm-l6", "onnxruntime", "embed", True)
     assert encoder.throughput.unit == "texts_per_second" and encoder.throughput.value > 0

@@ -15,7 +15,7 @@ from PIL import Image
 from skimage import data as photos
 
 from lanai.api.vision.v1 import vision_pb2, vision_pb2_grpc
-from lanai.services import PRIVACY_ENVIRONMENT
+from lanai.services.core.privacy import PRIVACY_ENVIRONMENT
 
 from .processes import start
 

@@ -20,6 +20,7 @@ from skimage import data as photos
 from lanai.api.mesh.v1 import mesh_pb2, mesh_pb2_grpc
 from lanai.api.vision.v1 import vision_pb2, vision_pb2_grpc
 from lanai.mesh.node import Node, NodeConfig
+from lanai.mesh.presence import LONE
 from lanai.services.vision.config import VisionConfig
 
 from tests.unit.services.vision.test_image import png_with_header
@@ -55,8 +56,8 @@ def images() -> dict[str, bytes]:
 async def vision_node(vision_home: Path) -> AsyncIterator[Node]:
     config = NodeConfig(home=vision_home, services=("vision",), host="127.0.0.1", port=0, metrics_host="127.0.0.1",
                         metrics_port=0, node_id="vision-node", security=INSECURE,
-                        vision=VisionConfig(slots=1, max_queue=4, max_pixels=MAX_PIXELS,
-                                            max_image_bytes=2 * 1024 * 1024))
+                        mesh=LONE, configs={"vision": VisionConfig(slots=1, max_queue=4, max_pixels=MAX_PIXELS,
+                                                                   max_image_bytes=2 * 1024 * 1024)})
     node = await Node.start(config)
     yield node
     await node.stop(grace_s=1)

@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 from prometheus_client import REGISTRY
 
-from lanai.mesh.admission import AdmissionController
+from lanai.services.core.admission import AdmissionController
 from lanai.mesh.load import LoadBoard, Snapshot, Throughput
-from lanai.services.errors import Unavailable
+from lanai.services.core.errors import Unavailable
 
 WAIT_S = 5.0
 _ids = itertools.count()

@@ -10,13 +10,13 @@ import pytest
 
 from lanai.api.language.v1 import language_pb2
 from lanai.api.speech.v1 import speech_pb2
-from lanai.mesh.catalog import RPCS
+from lanai.mesh.catalog import rpcs
 from lanai.mesh.replay import ReplayableStream
 from lanai.mesh.resume import resume_for
 from lanai.mesh.resume.language import GenerationResume
 from lanai.mesh.resume.speech import TranscriptionResume
 
-STREAM = RPCS["/lanai.speech.v1.Speech/StreamTranscribe"]
+STREAM = rpcs()["/lanai.speech.v1.Speech/StreamTranscribe"]
 SECOND = 16000 * 2  # bytes of one second of 16 kHz 16-bit mono
 CONFIG = speech_pb2.StreamTranscribeRequest(config=speech_pb2.StreamConfig(
     format=speech_pb2.PcmFormat(sample_rate_hz=16000))).SerializeToString()

@@ -6,8 +6,8 @@ import grpc
 import pytest
 
 from lanai.mesh.status import MAX_MESSAGE_CHARS, STATUS, status_for
-from lanai.services import errors
-from lanai.services.errors import (DeadlineExceeded, InvalidInput, LanaiError, ModelNotFound, ModelNotPrepared,
+from lanai.services.core import errors
+from lanai.services.core.errors import (DeadlineExceeded, InvalidInput, LanaiError, ModelNotFound, ModelNotPrepared,
                                    Overloaded, PermissionDenied, Unauthenticated, Unavailable)
 
 EXPECTED = {

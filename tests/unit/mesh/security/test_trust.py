@@ -17,7 +17,7 @@ from lanai.mesh.security.config import SecurityConfig
 from lanai.mesh.security.policy import Policy, PolicyError
 from lanai.mesh.security.store import MeshDir
 from lanai.mesh.security.trust import HOW_TO_GET_A_KEY, Trust
-from lanai.services.errors import Unauthenticated
+from lanai.services.core.errors import Unauthenticated
 
 T0 = dt.datetime(2030, 6, 1, 12, 0, tzinfo=dt.timezone.utc)
 NODE = "ca-node"

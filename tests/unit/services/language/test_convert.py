@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from lanai.api.language.v1 import language_pb2
-from lanai.services.errors import InvalidInput
+from lanai.services.core.errors import InvalidInput
 from lanai.services.language import convert
 from lanai.services.language.types import Message, Sampling
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lanai.services.errors import InvalidInput
+from lanai.services.core.errors import InvalidInput
 from lanai.services.speech.audio import SAMPLE_RATE, PcmFormat, PcmStreamConverter, check_pcm, decode_encoded, decode_pcm
 
 from .synth import dominant_hz, encoded_bytes, packet_offsets, pcm_bytes, tone, wav_bytes

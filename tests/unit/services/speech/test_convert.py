@@ -8,14 +8,14 @@ import pytest
 
 from lanai.api.common.v1 import common_pb2
 from lanai.api.speech.v1 import speech_pb2
-from lanai.mesh.admission import Timing
-from lanai.services.errors import InvalidInput
+from lanai.services.core.admission import Timing
+from lanai.services.core.errors import InvalidInput
 from lanai.services.speech import convert
 from lanai.services.speech.audio import PcmFormat
 from lanai.services.speech.streaming import StreamResult
 from lanai.services.speech.types import Segment, TranscribeOptions, Transcript, Word
 from lanai.services.speech.vad import SegmenterConfig
-from lanai.services.wire import served_by
+from lanai.services.core.wire import served_by
 
 # --- options ----------------------------------------------------------------------------------------------------
 

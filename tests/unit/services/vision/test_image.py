@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from lanai.services.errors import InvalidInput
+from lanai.services.core.errors import InvalidInput
 from lanai.services.vision.image import decode
 
 LIMIT = 10_000_000

@@ -1,4 +1,4 @@
-"""lanai.mesh.admission: slots, a bounded FIFO queue, deadlines, cancellation and draining.
+"""lanai.services.core.admission: slots, a bounded FIFO queue, deadlines, cancellation and draining.
 
 Jobs block on threading.Events, so the test decides when each one finishes; the test waits
 on the controller's on_change notifications, never on the clock."""
@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
-from lanai.mesh import admission
-from lanai.mesh.admission import AdmissionController, Load, Timing
-from lanai.services.errors import DeadlineExceeded, Overloaded, Unavailable
+from lanai.services.core import admission
+from lanai.services.core.admission import AdmissionController, Load, Timing
+from lanai.services.core.errors import DeadlineExceeded, Overloaded, Unavailable
 
 WAIT_S = 5.0  # upper bound on any wait for something that should happen at once
 

@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
-from lanai.services.errors import DeadlineExceeded, Overloaded, Unavailable
+from lanai.services.core.errors import DeadlineExceeded, Overloaded, Unavailable
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

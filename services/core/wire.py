@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from lanai.api.common.v1 import common_pb2
-from lanai.mesh.admission import Timing
+from lanai.services.core.admission import Timing
 
 
 def served_by(node_id: str, model: str, timing: Timing) -> common_pb2.ServedBy:
