@@ -19,8 +19,9 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     HF_HUB_OFFLINE=1
 
 # OpenBLAS: the language engine loads it ahead of mlx's slow bundled BLAS; libGL and GLib: OpenCV
-# (used by the OCR pipeline) links them even when nothing is drawn.
-RUN apt-get update && apt-get install -y --no-install-recommends libopenblas0-pthread libgl1 libglib2.0-0 \
+# (used by the OCR pipeline) links them even when nothing is drawn; espeak-ng: the voice service
+# runs the program (never imports it) for its default voices and for Piper voices' phonemes.
+RUN apt-get update && apt-get install -y --no-install-recommends libopenblas0-pthread libgl1 libglib2.0-0 espeak-ng \
     && rm -rf /var/lib/apt/lists/*
 
 # An unprivileged user owning $LANAI_HOME: the models are prepared as this user, and the node id

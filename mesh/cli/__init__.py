@@ -7,7 +7,7 @@ import logging
 import sys
 
 from lanai.mesh import __version__
-from lanai.mesh.cli import connect, generate, mesh, models, serve, transcribe, vision
+from lanai.mesh.cli import assist, connect, generate, mesh, models, say, serve, transcribe, vision
 from lanai.services.core.privacy import keep_on_premises
 
 
@@ -21,6 +21,8 @@ def build_parser() -> argparse.ArgumentParser:
     transcribe.add_parser(commands)
     vision.add_parser(commands)
     generate.add_parsers(commands)
+    say.add_parsers(commands)
+    assist.add_parser(commands)
     models.add_parser(commands)
     mesh.add_parser(commands)
     return parser

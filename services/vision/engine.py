@@ -12,6 +12,7 @@ from pathlib import Path
 
 import onnxruntime as ort
 
+from lanai.services.core.onnx import providers
 from lanai.services.core.errors import InvalidInput, ModelNotFound, quote
 from lanai.services.models import MANIFEST, ResolvedModel
 from lanai.services.vision.classify import Classifier
@@ -54,21 +55,6 @@ def task_of(folder: Path) -> str:
                         f"pnet/rnet/onet.onnx (faces) or {'/'.join(OCR_FILES)} (ocr)")
 
 
-def providers(device: str) -> list[str]:
-    """Execution providers to use, best first; CPU always last as the fallback."""
-    available = ort.get_available_providers()
-    if device == "cpu":
-        return ["CPUExecutionProvider"]
-    if device == "cuda":
-        if "CUDAExecutionProvider" not in available:
-            raise ValueError("vision device 'cuda' asked for, but this onnxruntime has no CUDA provider "
-                             f"(it has {', '.join(available)}); install onnxruntime-gpu or use --vision-device cpu")
-        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
-    if device != "auto":
-        raise ValueError(f"unknown vision device {device!r}; use auto, cpu or cuda")
-    return [p for p in ACCELERATED if p in available] + ["CPUExecutionProvider"]
-
-
 class VisionEngine:
     def __init__(self, models: Sequence[ResolvedModel], config: VisionConfig) -> None:
         if not models:
@@ -84,7 +70,7 @@ class VisionEngine:
         # Idle intra-op threads would busy-wait for more work, taking cores from the other slots
         # and services (measured: faces 72-76 ms with 2 spinning threads, 42-49 ms without).
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        wanted = providers(config.device)
+        wanted = providers(config.device, "vision", ACCELERATED)
         self._classifiers: dict[str, Classifier] = {}
         self._detectors: dict[str, FaceDetector] = {}
         self._readers: dict[str, TextReader] = {}

@@ -13,7 +13,7 @@ from google.protobuf.descriptor import Descriptor, EnumDescriptor, FieldDescript
 from google.protobuf.message import Message
 from google.protobuf.message_factory import GetMessageClass
 
-DOMAINS = ("common", "speech", "vision", "language", "mesh")
+DOMAINS = ("common", "speech", "vision", "language", "voice", "mesh")
 MODULES: dict[str, ModuleType] = {d: importlib.import_module(f"lanai.api.{d}.v1.{d}_pb2") for d in DOMAINS}
 MAX_DEPTH = 6  # recursive message types are filled this deep
 

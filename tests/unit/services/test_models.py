@@ -54,11 +54,15 @@ def test_home_is_dot_cache_last(monkeypatch: pytest.MonkeyPatch, tmp_path: Path)
 def test_catalog_names_are_unique_and_each_service_has_one_default() -> None:
     names = [m.name for m in models.CATALOG]
     assert len(names) == len(set(names))
-    for service, task in {(m.service, m.task) for m in models.CATALOG}:
+    for service, task in {(m.service, m.task) for m in models.CATALOG if m.service != "voice"}:
         assert sum(m.default for m in models.CATALOG if (m.service, m.task) == (service, task)) == 1
         assert models.default_model(service, task).service == service
     assert {m.task for m in models.CATALOG if m.service == "vision"} == {"classify", "faces", "ocr"}
     assert models.embedded("tiny.en") is not None and models.embedded("no-such-model") is None
+    # the voice service's default (espeak-ng's en-us) is a program, not an embedded model; the one
+    # embedded voice carries a licence caveat and is installed only when named
+    voices = [m for m in models.CATALOG if m.service == "voice"]
+    assert voices and all(m.opt_in and not m.default for m in voices)
 
 
 def test_resolve_a_local_directory(tmp_path: Path) -> None:

@@ -1,0 +1,2 @@
+"""The voice service: text to speech with espeak-ng (a separate program) and Piper voices on
+onnxruntime."""
