@@ -170,6 +170,8 @@ class Assistant:
 
     async def _barge_in(self) -> None:
         """The user speaks over the answer: stop generating, synthesising and playing it."""
+        if self.turns:
+            self.turns[-1].interrupted = True  # before the cancel: the turn prints its line as it ends
         if self.answering is not None and not self.answering.done():
             self.answering.cancel()
             try:
@@ -180,8 +182,6 @@ class Assistant:
             self.sink.stop()
             self.sink = None
         self.playing_until = 0.0
-        if self.turns:
-            self.turns[-1].interrupted = True
 
     async def _answer(self, turn: Turn) -> None:
         sentences: asyncio.Queue[str | None] = asyncio.Queue()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import subprocess
 import sys
 import urllib.request
 from pathlib import Path
@@ -70,6 +71,29 @@ async def test_a_spoken_question_gets_a_spoken_answer(language_home: Path, speak
                                 ("voice", "SynthesizeStream")):
             row = f'lanai_requests_total{{code="OK",method="{method}",node="assistant",service="{service}"}}'
             assert any(line.startswith(row) and float(line.split()[-1]) >= 1 for line in metrics.splitlines()), row
+    finally:
+        await node.kill()
+
+
+@pytest.mark.asyncio(loop_scope="session")
+@pytest.mark.timeout(420)
+async def test_speech_over_the_answer_stops_it(language_home: Path, speak, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Barge-in: the user speaks again 1.2 s after the question ends, while the answer is still
+    being made or played; that answer stops and the new utterance gets its own turn."""
+    first = tmp_path / "first.wav"
+    first.write_bytes(speak("Tell me a long story about the sea and the ships.", "story"))
+    second = tmp_path / "second.wav"
+    second.write_bytes(speak("Stop. What is the capital of France?", "stop"))
+    both = tmp_path / "both.wav"
+    subprocess.run(["sox", str(first), "-p", "pad", "0", "1.2"], check=True, stdout=open(tmp_path / "p.sox", "wb"))
+    subprocess.run(["sox", str(tmp_path / "p.sox"), str(second), str(both)], check=True)
+    node = await start("node", *COMMON, "--services", "speech,language,voice", "--host", "127.0.0.1", "--port", "0",
+                       "--no-router", "--discovery", "none", "--node-id", "assistant", home=language_home)
+    try:
+        output = await assist(node.address, both, tmp_path / "answer.wav", language_home)
+        assert output.count("you: ") == 2, output
+        assert re.search(r"turn 1: .*\(interrupted\)", output), output
+        assert re.search(r"turn 2: .*first audio [\d.]+ s \[", output), output  # the second answer was not cut
     finally:
         await node.kill()
 
