@@ -18,7 +18,9 @@ from lanai.services.voice.types import SAMPLE_WIDTH, Audio, VoiceInfo
 
 log = logging.getLogger(__name__)
 PROGRAM = "espeak-ng"
-INSTALL_HINT = "apt install espeak-ng (Debian/Ubuntu), brew install espeak-ng (macOS)"
+INSTALL_HINT = (
+    "apt install espeak-ng (Debian/Ubuntu), brew install espeak-ng (macOS); or run the node without voice "
+    "(--services speech,vision,language)")
 TIMEOUT_S = 60.0
 WPM, MIN_WPM, MAX_WPM = 175, 80, 450
 """espeak-ng's default speed and the range its -s takes, words per minute."""
