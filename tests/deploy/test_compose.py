@@ -221,7 +221,7 @@ def test_nodes_differ_by_model() -> None:
     configs = {name: config_from_args(parse(command(lanai_services("base")[name]))) for name in NODES}
     served = {name: (",".join(c.services), ",".join(c.config_of("speech").models)) for name, c in configs.items()}
     assert served == {"node-a": ("speech", "base"), "node-b": ("speech", "tiny.en"),
-                      "node-c": ("vision,language", "base")}  # node-c serves no speech: its speech model is moot
+                      "node-c": ("vision,language,voice", "base")}  # node-c serves no speech: its speech model is moot
 
 
 @needs_compose
@@ -599,10 +599,16 @@ def test_build_steps_succeed_on_the_copied_files(tmp_path: Path, monkeypatch: py
     # Everything the image serves is prepared: the default CMD's model and every model in compose.
     def models_of(args: argparse.Namespace) -> set[str]:
         config = config_from_args(args)
-        served = {name for service in config.services for name in getattr(config.config_of(service), "models", ())}
+        served = {name for service in config.services if service != "voice"
+                  for name in config.config_of(service).models}
         if "language" in config.services:
             served |= set(config.config_of("language").embedding_models)
+        if "voice" in config.services:  # espeak-ng voices are the program's (installed below); Piper ones are models
+            served |= {name for name in config.config_of("voice").models if models.embedded(name)}
+            voices.update(config.config_of("voice").models)
         return served
+
+    voices: set[str] = set()
 
     monkeypatch.delenv("LANAI_LANGUAGE_MODELS", raising=False)  # the image's defaults, not the suite's
     served = models_of(parse(exec_form("CMD")))
@@ -616,6 +622,9 @@ def test_build_steps_succeed_on_the_copied_files(tmp_path: Path, monkeypatch: py
     for name in served:
         model = models.embedded(name)
         assert model is not None and models.prepared(home, model), f"{name} is not prepared at build time"
+    if voices - served:  # program voices: the image has the program
+        apt = next(args for kind, args in instructions() if kind == "RUN" and "apt-get install" in args)
+        assert "espeak-ng" in apt.split(), f"the image serves espeak-ng voices {sorted(voices - served)} without it"
 
 
 def importlib_version(dist: str) -> str | None:
