@@ -140,6 +140,8 @@ async def _serve(config: NodeConfig, announce: bool) -> int:
         print(f"  try:  lanai transcribe some.wav --to {address}\n"
               f"        lanai vision classify photo.jpg --to {address}\n"
               f"        lanai chat --to {address}\n"
+              f"        lanai say \"Hello from the mesh\" --to {address}\n"
+              f"        lanai assist --to {address}\n"
               f"        lanai mesh ls --to {address}\n"
               f"        grpcurl -plaintext {address} list\n  stop: Ctrl-C", flush=True)
     await stop.wait()
