@@ -7,7 +7,7 @@ output.
 What is real: the router's decisions. Every arrival calls `lanai.mesh.placement.rank` on the
 router's own `MeshState`, and that state changes only through the real pure event functions of
 `lanai.mesh.state` (`discovered`, `described`, `load_reported`, `call_started`,
-`call_finished`). The node's self-measured speed is the real `lanai.mesh.load.Throughput`
+`call_finished`, and `refused` when a node answers RESOURCE_EXHAUSTED). The node's self-measured speed is the real `lanai.mesh.load.Throughput`
 average (seeded with the node's true speed, as its start-up self-measurement does, then folded
 with a measurement after every request), and its load reports follow `LoadBoard.watch`: one
 right after a change, then none for `COALESCE_S` (further changes go out together at its end),
@@ -73,7 +73,7 @@ from benchlib import table  # noqa: E402 - bench/ sibling module
 from lanai.mesh.load import COALESCE_S, Throughput
 from lanai.mesh.placement import NEAR_EQUAL, POLICIES, Need, rank
 from lanai.mesh.router import RouterConfig
-from lanai.mesh.state import (LoadView, MeshState, ServiceView, call_finished, call_started, described,
+from lanai.mesh.state import (LoadView, MeshState, ServiceView, call_finished, call_started, described, refused,
                               discovered, load_reported)
 
 SERVICE = "bench"
@@ -212,6 +212,10 @@ class SimRouter:
     def answered(self, address: str, now: float) -> None:
         self.state = call_finished(self.state, address, node_failed=False, now=now)
 
+    def refused_by(self, address: str, now: float) -> None:
+        """As `Router._finished` on RESOURCE_EXHAUSTED: the call ended, and the node is full until its next report."""
+        self.state = refused(call_finished(self.state, address, node_failed=False, now=now), address, SERVICE)
+
     def reported(self, address: str, load: LoadView, throughput: float, now: float) -> None:
         self.state = load_reported(self.state, address, {SERVICE: load}, {(SERVICE, MODEL): throughput},
                                    draining=False, now=now)
@@ -310,7 +314,7 @@ class Simulation:
         self._resolve(request)
 
     def _refused(self, request: Request, address: str) -> None:
-        self.routers[request.router].answered(address, self.now)
+        self.routers[request.router].refused_by(address, self.now)
         self._attempt(request)
 
     def _measured(self, request: Request) -> bool:

@@ -51,6 +51,16 @@ def eligible(state: MeshState, need: Need, now: float) -> list[NodeView]:
     return ready
 
 
+def full(node: NodeView, need: Need) -> bool:
+    """Whether this router believes the node has no room for the service: every slot and place
+    in the queue taken, by its last report (or a refusal since) or by this router's own calls."""
+    service = node.services[need.service]
+    load = node.load.get(need.service)
+    reported = load.in_flight + load.queued if load else 0
+    limit = service.slots + service.max_queue
+    return limit > 0 and max(reported, node.router_in_flight) >= limit  # 0: a node that never said
+
+
 def speed(node: NodeView, need: Need) -> float:
     """The node's measured work units per second for the model; 0 when unmeasured."""
     return node.throughput.get((need.service, need.model or node.services[need.service].default_model), 0.0)
@@ -114,5 +124,13 @@ DEFAULT_POLICY = "least-loaded"
 
 
 def rank(state: MeshState, need: Need, *, policy: str, now: float, rng: random.Random, turn: int) -> list[NodeView]:
-    """Every node that may take the request, best first (the rest are the retry order)."""
-    return POLICIES[policy](eligible(state, need, now), need, rng, turn)
+    """Every node that may take the request, best first (the rest are the retry order). Nodes
+    believed full come after every node with room, whatever the policy scores them (a full fast
+    node would otherwise out-score a free slow one and draw every attempt into a refusal)."""
+    candidates = eligible(state, need, now)
+    room = [n for n in candidates if not full(n, need)]
+    if len(room) == len(candidates):
+        return POLICIES[policy](candidates, need, rng, turn)
+    has_room = {n.address for n in room}
+    busy = [n for n in candidates if n.address not in has_room]
+    return [*(POLICIES[policy](room, need, rng, turn) if room else []), *POLICIES[policy](busy, need, rng, turn)]

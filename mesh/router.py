@@ -297,6 +297,8 @@ class Router:
         failed = error is not None and error.code() is grpc.StatusCode.UNAVAILABLE
         was_open = (node := self.state.nodes.get(address)) is not None and node.circuit.is_open()
         self.state = events.call_finished(self.state, address, node_failed=failed, now=self._clock())
+        if error is not None and error.code() is grpc.StatusCode.RESOURCE_EXHAUSTED:
+            self.state = events.refused(self.state, address, service)  # full until its next report
         node = self.state.nodes.get(address)
         if node is None:
             return

@@ -156,6 +156,19 @@ def distrusted(state: MeshState, address: str, kind: NodeState, reason: str, now
                                load={}, since=since, last_load=None))
 
 
+def refused(state: MeshState, address: str, service: str) -> MeshState:
+    """The node answered RESOURCE_EXHAUSTED: until its next load report, this router believes
+    its `service` full (every slot busy, the queue at its limit), so placement ranks it after
+    every node with room instead of sending it the next call on a stale report."""
+    node = state.nodes.get(address)
+    if node is None or service not in node.services:
+        return state
+    view = node.services[service]
+    seen = node.load.get(service, LoadView(0, 0))
+    full = LoadView(max(seen.in_flight, view.slots), max(seen.queued, view.max_queue), seen.open_streams)
+    return _put(state, replace(node, load={**node.load, service: full}))
+
+
 def call_started(state: MeshState, address: str, now: float) -> MeshState:
     node = state.nodes.get(address)
     if node is None:

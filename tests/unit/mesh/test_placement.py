@@ -367,3 +367,42 @@ def test_an_unmeasured_node_is_assumed_typical_not_starved() -> None:
     nodes = [view("10.0.0.1:1", 20.0), view("10.0.0.2:1", 20.0), view("10.0.0.3:1", 0.0)]
     firsts = {least_loaded(nodes, Need("speech"), random.Random(seed), 0)[0].address for seed in range(50)}
     assert "10.0.0.3:1" in firsts
+
+
+# --- a full node ranks last (issue 17) ---------------------------------------------------------------------------
+
+def test_a_full_fast_node_ranks_after_a_free_slow_one() -> None:
+    """(8 in flight + 8 queued) on an 8-slot speed-8 node scores ~0.27 and would beat a free
+    speed-2 node at 0.5: every attempt would go to a node that refuses it."""
+    fast_full = node("10.0.0.1:1", slots=8, in_flight=8, queued=8, speed=8.0,
+                     services={"speech": ServiceView(8, 8, ("whisper-base",), "whisper-base")})
+    slow_free = node("10.0.0.2:1", slots=4, in_flight=0, speed=2.0,
+                     services={"speech": ServiceView(4, 8, ("whisper-base",), "whisper-base")})
+    assert expected_wait(fast_full, SPEECH) < expected_wait(slow_free, SPEECH)  # the score alone would pick it
+    for policy in POLICIES:
+        for seed in range(20):
+            ranked = rank(mesh(fast_full, slow_free), SPEECH, policy=policy, now=NOW, rng=random.Random(seed),
+                          turn=seed)
+            assert addresses(ranked) == ["10.0.0.2:1", "10.0.0.1:1"], policy
+
+
+def test_the_router_own_calls_can_fill_a_node() -> None:
+    full_by_us = node("10.0.0.1:1", slots=1, in_flight=0, router_in_flight=9, speed=100.0)  # 1 slot + 8 queue
+    other = node("10.0.0.2:1", slots=1, in_flight=3, speed=1.0)
+    assert addresses(rank(mesh(full_by_us, other), SPEECH, policy="least-loaded", now=NOW,
+                          rng=random.Random(0), turn=0)) == ["10.0.0.2:1", "10.0.0.1:1"]
+
+
+def test_full_nodes_stay_candidates_in_score_order_when_every_node_is_full() -> None:
+    a = node("10.0.0.1:1", slots=1, in_flight=1, queued=8, speed=1.0)
+    b = node("10.0.0.2:1", slots=1, in_flight=1, queued=8, speed=4.0)
+    assert addresses(rank(mesh(a, b), SPEECH, policy="least-loaded", now=NOW, rng=random.Random(0),
+                          turn=0)) == ["10.0.0.2:1", "10.0.0.1:1"]
+
+
+def test_a_node_that_never_said_its_limits_is_not_full() -> None:
+    silent = node("10.0.0.1:1", in_flight=5, services={"speech": ServiceView(0, 0, ("whisper-base",), "whisper-base")})
+    assert addresses(rank(mesh(silent), SPEECH, policy="least-loaded", now=NOW, rng=random.Random(0),
+                          turn=0)) == ["10.0.0.1:1"]
+    from lanai.mesh.placement import full
+    assert not full(silent, SPEECH)

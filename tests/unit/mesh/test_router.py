@@ -602,3 +602,16 @@ async def test_a_found_node_is_watched_up_and_marked_down_when_it_goes_away() ->
                 router._candidates(SPEECH, set(), 0)
     finally:
         await server.stop(None)
+
+
+@on_loop
+async def test_a_refusal_makes_the_router_believe_the_node_full_until_its_next_report() -> None:
+    async with routing() as (router, _):
+        bring_up(router, A, "fast", models={"whisper-base": 10.0})
+        bring_up(router, B, "slow", models={"whisper-base": 1.0})
+        assert addresses(router) == [A, B]
+        fail(router, A, 1, grpc.StatusCode.RESOURCE_EXHAUSTED)  # its last report said it had room
+        assert addresses(router) == [B, A]
+        assert router.state.nodes[A].state is NodeState.UP  # full is not failed
+        router._loaded(A, report(in_flight=1))
+        assert addresses(router) == [A, B]

@@ -407,3 +407,21 @@ def test_a_suspect_node_says_why_after_a_load_report() -> None:
     s = load_reported(s, "10.0.0.9:1", {}, {}, draining=False, now=3.0)
     assert s.nodes["10.0.0.9:1"].state is NodeState.SUSPECT
     assert s.nodes["10.0.0.9:1"].reason == "3 failed calls in a row"
+
+
+def test_a_refusal_marks_the_service_full_until_the_next_report() -> None:
+    from lanai.mesh import state as events
+    from lanai.mesh.placement import Need, full
+
+    s = events.discovered(MeshState(), "10.0.0.9:1", "static", allowed=True, now=1.0)
+    s = events.described(s, "10.0.0.9:1", "n9", {"speech": ServiceView(2, 4, ("base",), "base"),
+                                                  "vision": ServiceView(1, 1, ("m",), "m")}, {})
+    s = events.load_reported(s, "10.0.0.9:1", {"speech": LoadView(1, 0)}, {}, draining=False, now=2.0)
+    refused = events.refused(s, "10.0.0.9:1", "speech")
+    node = refused.nodes["10.0.0.9:1"]
+    assert node.load["speech"] == LoadView(2, 4) and full(node, Need("speech"))
+    assert not full(node, Need("vision"))  # only the service that refused
+    again = events.load_reported(refused, "10.0.0.9:1", {"speech": LoadView(0, 0)}, {}, draining=False, now=3.0)
+    assert not full(again.nodes["10.0.0.9:1"], Need("speech"))
+    assert events.refused(s, "10.0.0.7:1", "speech") is s  # unknown node: nothing to mark
+    assert events.refused(s, "10.0.0.9:1", "language") is s
