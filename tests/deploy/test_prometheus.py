@@ -22,11 +22,12 @@ from skimage import data as photos
 from lanai.api.language.v1 import language_pb2, language_pb2_grpc
 from lanai.api.speech.v1 import speech_pb2, speech_pb2_grpc
 from lanai.api.vision.v1 import vision_pb2, vision_pb2_grpc
+from lanai.api.voice.v1 import voice_pb2, voice_pb2_grpc
 from tests.integration.processes import LanaiProcess, free_port, start, up, wait_for_nodes
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 DASHBOARD = Path(__file__).resolve().parents[2] / "helm/lanai/dashboards/lanai.json"
-SERVICES = {"127.0.0.2": "speech", "127.0.0.3": "speech,vision,language"}
+SERVICES = {"127.0.0.2": "speech", "127.0.0.3": "speech,vision,language,voice"}
 
 
 def dashboard_queries() -> list[tuple[str, str]]:
@@ -110,7 +111,7 @@ async def test_sd_endpoint_lists_nodes_and_the_router(stack: Stack) -> None:
     reply = await asyncio.to_thread(lambda: json.loads(urllib.request.urlopen(
         f"http://127.0.0.1:{stack.router_metrics}/sd", timeout=5).read()))
     roles = {g["labels"]["lanai_node"]: (g["labels"]["lanai_role"], g["labels"]["lanai_services"]) for g in reply}
-    assert roles == {"prom-2": ("node", "speech"), "prom-3": ("node", "language,speech,vision"),  # sorted
+    assert roles == {"prom-2": ("node", "speech"), "prom-3": ("node", "language,speech,vision,voice"),  # sorted
                      "prom-router": ("router", "")}
     assert all(len(g["targets"]) == 1 and g["targets"][0].startswith("127.0.0.") for g in reply)
 
@@ -130,6 +131,9 @@ async def test_dashboard_queries_return_data(stack: Stack, fox_wav: bytes) -> No
             vision_pb2.ClassifyRequest(image=vision_pb2.Image(encoded=coffee.getvalue())))
         await language_pb2_grpc.LanguageStub(channel).Generate(language_pb2.GenerateRequest(
             prompt="The capital of France is", sampling=language_pb2.SamplingOptions(max_tokens=8)))
+        async for _ in voice_pb2_grpc.VoiceStub(channel).SynthesizeStream(
+                voice_pb2.SynthesizeRequest(text="The dashboard speaks. It has two sentences.")):
+            pass
     missing: dict[str, str] = {}
 
     async def all_have_data() -> bool:
@@ -145,7 +149,7 @@ async def test_dashboard_queries_return_data(stack: Stack, fox_wav: bytes) -> No
         await eventually(all_have_data, timeout=40)
     except AssertionError:
         raise AssertionError(f"dashboard panels without data: {missing}") from None
-    assert len(dashboard_queries()) >= 15
+    assert len(dashboard_queries()) >= 17
 
 
 async def test_targets_follow_a_node_leaving(stack: Stack) -> None:
