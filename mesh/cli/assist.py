@@ -50,6 +50,9 @@ def add_parser(commands: Any) -> None:
     p.add_argument("--max-tokens", type=int, default=96, help="longest answer in tokens (default 96)")
     p.add_argument("--silence-ms", type=int, default=600,
                    help="silence that ends an utterance, milliseconds (default 600)")
+    p.add_argument("--partial-ms", type=int, default=1000,
+                   help="speech between partial transcripts, milliseconds: they only serve to notice barge-in, and "
+                        "each costs a decode the answer waits behind (default 1000)")
     p.set_defaults(run=run)
 
 
@@ -126,7 +129,7 @@ class Assistant:
         config = speech_pb2.StreamConfig(
             format=speech_pb2.PcmFormat(sample_rate_hz=SAMPLE_RATE, sample_width_bytes=2, channels=1),
             options=speech_pb2.TranscriptionOptions(model=self.args.speech_model),
-            end_of_utterance_silence_ms=self.args.silence_ms)
+            end_of_utterance_silence_ms=self.args.silence_ms, partial_interval_ms=self.args.partial_ms)
         yield speech_pb2.StreamTranscribeRequest(config=config).SerializeToString()
         chunk = int(CHUNK_S * SAMPLE_RATE) * 2
         self.started = time.monotonic()
