@@ -4,7 +4,7 @@ No I/O and no clock or randomness of their own: `now` and `rng` are passed in.""
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 
 from lanai.mesh.state import NEVER_USED, MeshState, NodeState, NodeView
@@ -16,6 +16,11 @@ this router's own in-flight calls (fresher than any load report) keeps several r
 herding onto the same node."""
 UNKNOWN_SPEED = 1.0
 """Work units per second assumed when no candidate has a measurement for the model."""
+SAMPLE = 3
+"""Least-loaded scores this many nodes per request, drawn at random in proportion to their
+capacity, when more could take it (power of d choices): the cost of a placement stays flat as
+the mesh grows, and routers acting on the same stale reports draw different nodes instead of
+all sending to the one that looked best (docs/mesh.md, "Many routers")."""
 
 
 @dataclass(frozen=True)
@@ -51,19 +56,26 @@ def eligible(state: MeshState, need: Need, now: float) -> list[NodeView]:
     return ready
 
 
+def ahead(node: NodeView, need: Need) -> int:
+    """Requests this router believes the node holds for the service (running or queued): its
+    last report plus the calls this router sent it since (which that report cannot show), or
+    this router's own calls in flight if more."""
+    load = node.load.get(need.service)
+    reported = load.in_flight + load.queued if load else 0
+    return max(reported + node.sent_since_report, node.router_in_flight)
+
+
 def full(node: NodeView, need: Need) -> bool:
     """Whether this router believes the node has no room for the service: every slot and place
     in the queue taken, by its last report (or a refusal since) or by this router's own calls."""
     service = node.services[need.service]
-    load = node.load.get(need.service)
-    reported = load.in_flight + load.queued if load else 0
     limit = service.slots + service.max_queue
-    return limit > 0 and max(reported, node.router_in_flight) >= limit  # 0: a node that never said
+    return limit > 0 and ahead(node, need) >= limit  # 0: a node that never said
 
 
 def speed(node: NodeView, need: Need) -> float:
     """The node's measured work units per second for the model; 0 when unmeasured."""
-    return node.throughput.get((need.service, need.model or node.services[need.service].default_model), 0.0)
+    return node.speed(need.service, need.model)
 
 
 def expected_wait(node: NodeView, need: Need, default_speed: float = UNKNOWN_SPEED) -> float:
@@ -71,11 +83,8 @@ def expected_wait(node: NodeView, need: Need, default_speed: float = UNKNOWN_SPE
     (the larger of the node's reported load and this router's own in-flight calls), spread
     over the node's slots, divided by the node's measured speed for the model (or
     `default_speed` when it has none)."""
-    service = node.services[need.service]
-    load = node.load.get(need.service)
-    reported = load.in_flight + load.queued if load else 0
-    ahead = max(reported, node.router_in_flight)
-    return max(1.0, (ahead + 1) / max(1, service.slots)) / (speed(node, need) or default_speed)
+    slots = max(1, node.services[need.service].slots)
+    return max(1.0, (ahead(node, need) + 1) / slots) / (speed(node, need) or default_speed)
 
 
 def typical_speed(candidates: Sequence[NodeView], need: Need) -> float:
@@ -123,11 +132,44 @@ POLICIES: dict[str, Policy] = {"least-loaded": least_loaded, "round-robin": roun
 DEFAULT_POLICY = "least-loaded"
 
 
-def rank(state: MeshState, need: Need, *, policy: str, now: float, rng: random.Random, turn: int) -> list[NodeView]:
-    """Every node that may take the request, best first (the rest are the retry order). Nodes
-    believed full come after every node with room, whatever the policy scores them (a full fast
-    node would otherwise out-score a free slow one and draw every attempt into a refusal)."""
-    candidates = eligible(state, need, now)
+SAMPLED = frozenset({"least-loaded"})
+"""Policies that score a capacity-weighted sample of SAMPLE nodes instead of every candidate."""
+
+
+def sampled(state: MeshState, need: Need, now: float, rng: random.Random,
+            exclude: Collection[str]) -> list[NodeView] | None:
+    """Up to SAMPLE nodes not in `exclude` whose circuit allows a call, drawn from the pool in
+    proportion to capacity, those with room best first; None when the pool is small enough to
+    rank whole, or no drawn node has room (then every candidate is looked at)."""
+    pool = state.pool(need.service, need.model)
+    if len(pool.addresses) - len(exclude) <= SAMPLE:
+        return None
+    picked: dict[str, NodeView] = {}
+    for _ in range(4 * SAMPLE):  # draws of a node already picked or excluded are wasted; bounded
+        address = pool.draw(rng)
+        if address in picked or address in exclude:
+            continue
+        node = state.nodes[address]
+        if node.circuit.allows(now) and not full(node, need):
+            picked[address] = node
+            if len(picked) == SAMPLE:
+                break
+    return least_loaded(list(picked.values()), need, rng, 0) if picked else None
+
+
+def rank(state: MeshState, need: Need, *, policy: str, now: float, rng: random.Random, turn: int,
+         exclude: Collection[str] = ()) -> list[NodeView]:
+    """Nodes that may take the request, except those in `exclude` (already tried), best first.
+    Round-robin and random order every candidate (the rest are the retry order); least-loaded
+    on a mesh larger than SAMPLE returns the drawn nodes with room, best first (a retry ranks
+    again). Nodes believed full come after every node with room, whatever the policy scores
+    them (a full fast node would otherwise out-score a free slow one and draw every attempt into
+    a refusal). Raises NoCandidate when no node serves it at all."""
+    if policy not in POLICIES:
+        raise KeyError(policy)
+    if policy in SAMPLED and (drawn := sampled(state, need, now, rng, exclude)):
+        return drawn
+    candidates = [n for n in eligible(state, need, now) if n.address not in exclude]
     room = [n for n in candidates if not full(n, need)]
     if len(room) == len(candidates):
         return POLICIES[policy](candidates, need, rng, turn)

@@ -287,8 +287,8 @@ class Router:
     # --- placement -------------------------------------------------------------------------
 
     def _candidates(self, need: Need, tried: set[str], turn: int) -> list[NodeView]:
-        ranked = rank(self.state, need, policy=self.config.policy, now=self._clock(), rng=self._rng, turn=turn)
-        return [n for n in ranked if n.address not in tried]
+        return rank(self.state, need, policy=self.config.policy, now=self._clock(), rng=self._rng, turn=turn,
+                    exclude=tried)
 
     def _started(self, address: str) -> None:
         self.state = events.call_started(self.state, address, self._clock())

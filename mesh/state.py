@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import bisect
 import enum
+import random
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -31,6 +33,8 @@ class NodeState(enum.Enum):
 
 NEVER_USED = frozenset({NodeState.REFUSED, NodeState.UNTRUSTED, NodeState.FOREIGN, NodeState.REVOKED})
 """States in which a node gets no work whatever its load says."""
+TAKES_WORK = frozenset({NodeState.UP, NodeState.SUSPECT})
+"""States in which a node may be given work (a suspect one only when its circuit lets a probe through)."""
 SETTLED = frozenset({NodeState.REFUSED, NodeState.FOREIGN, NodeState.REVOKED})
 """States that no report from the node itself can change."""
 
@@ -77,18 +81,79 @@ class NodeView:
     """The last Describe response as received (for ListNodes); placement never reads it."""
     last_load: Any = None
     """The last LoadReport as received (for ListNodes)."""
+    sent_since_report: int = 0
+    """Calls this router has sent to the node since its last load report: work the report cannot show yet."""
+
+    def speed(self, service: str, model: str = "") -> float:
+        """Measured work units per second for the model ("" for the node's default); 0 when unmeasured."""
+        return self.throughput.get((service, model or self.services[service].default_model), 0.0)
+
+
+DRIFT = 1.25
+"""A pool is rebuilt once a member's measured speed moves by more than this factor from its weight."""
+
+
+@dataclass(frozen=True)
+class Pool:
+    """The nodes that could take a (service, model) request, unless their circuit or load says no,
+    each weighted by its capacity (slots x measured speed, the pool's median speed when it has
+    none yet), for drawing a few at random in proportion to what they can do."""
+
+    addresses: tuple[str, ...]
+    cumulative: tuple[float, ...]
+    speeds: Mapping[str, float]
+    """The measured speed each weight was computed from (0: unmeasured)."""
+
+    def draw(self, rng: random.Random) -> str:
+        """One address, with probability proportional to its capacity."""
+        return self.addresses[bisect.bisect_right(self.cumulative, rng.random() * self.cumulative[-1])]
+
+    def stale(self, node: NodeView, service: str, model: str) -> bool:
+        """Whether the node's speed has drifted from its weight (or it measured its first)."""
+        if node.address not in self.speeds or service not in node.services:
+            return False
+        was, now = self.speeds[node.address], node.speed(service, model)
+        return (was == 0) != (now == 0) or (was > 0 and not 1 / DRIFT <= now / was <= DRIFT)
+
+
+def build_pool(nodes: Mapping[str, NodeView], service: str, model: str) -> Pool:
+    members = [n for n in nodes.values() if n.state in TAKES_WORK and service in n.services
+               and (not model or model in n.services[service].models)]
+    members.sort(key=lambda n: n.address)
+    speeds = {n.address: n.speed(service, model) for n in members}
+    known = sorted(s for s in speeds.values() if s > 0)
+    typical = known[len(known) // 2] if known else 1.0
+    cumulative, total = [], 0.0
+    for n in members:
+        total += max(1, n.services[service].slots) * (speeds[n.address] or typical)
+        cumulative.append(total)
+    return Pool(tuple(n.address for n in members), tuple(cumulative), speeds)
 
 
 @dataclass(frozen=True)
 class MeshState:
     nodes: Mapping[str, NodeView] = field(default_factory=dict)
+    pools: dict[tuple[str, str], Pool] = field(default_factory=dict, compare=False, repr=False)
+    """Memo of `pool()`, shared by successive states while no node joins, leaves or drifts."""
 
     def by_id(self, node_id: str) -> NodeView | None:
         return next((n for n in self.nodes.values() if node_id and n.node_id == node_id), None)
 
+    def pool(self, service: str, model: str = "") -> Pool:
+        """The sampling pool for (service, model), built once per change of membership."""
+        key = (service, model)
+        if (found := self.pools.get(key)) is None:
+            found = self.pools[key] = build_pool(self.nodes, service, model)
+        return found
+
 
 def _put(state: MeshState, node: NodeView) -> MeshState:
-    return MeshState({**state.nodes, node.address: node})
+    old = state.nodes.get(node.address)
+    keep = (state.pools and old is not None and old.services is node.services
+            and (old.state in TAKES_WORK) == (node.state in TAKES_WORK)
+            and (old.throughput is node.throughput
+                 or not any(p.stale(node, *key) for key, p in state.pools.items())))
+    return MeshState({**state.nodes, node.address: node}, state.pools if keep else {})
 
 
 def discovered(state: MeshState, address: str, source: str, *, allowed: bool, now: float,
@@ -131,9 +196,11 @@ def load_reported(state: MeshState, address: str, load: Mapping[str, LoadView],
     else:
         new_state, reason = NodeState.UP, ""
     since = now if new_state is not node.state else node.since
+    fresh = {k: v for k, v in throughput.items() if v > 0}
+    changed = any(node.throughput.get(k) != v for k, v in fresh.items())
     return _put(state, replace(node, state=new_state, reason=reason, load=dict(load), since=since,
-                               throughput={**node.throughput, **{k: v for k, v in throughput.items() if v > 0}},
-                               last_load=raw))
+                               throughput={**node.throughput, **fresh} if changed else node.throughput,
+                               last_load=raw, sent_since_report=0))
 
 
 def lost(state: MeshState, address: str, reason: str, now: float) -> MeshState:
@@ -173,7 +240,8 @@ def call_started(state: MeshState, address: str, now: float) -> MeshState:
     node = state.nodes.get(address)
     if node is None:
         return state
-    return _put(state, replace(node, router_in_flight=node.router_in_flight + 1, circuit=node.circuit.started(now)))
+    return _put(state, replace(node, router_in_flight=node.router_in_flight + 1,
+                               sent_since_report=node.sent_since_report + 1, circuit=node.circuit.started(now)))
 
 
 def call_finished(state: MeshState, address: str, *, node_failed: bool, now: float) -> MeshState:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from collections import Counter
 from collections.abc import Sequence
@@ -406,3 +407,99 @@ def test_a_node_that_never_said_its_limits_is_not_full() -> None:
                           turn=0)) == ["10.0.0.1:1"]
     from lanai.mesh.placement import full
     assert not full(silent, SPEECH)
+
+
+# --- many nodes, many routers (issue 17) ---------------------------------------------------------------------------
+
+def office(fast_queued: int = 0, *, free_slow: bool = True) -> MeshState:
+    """40 speed-1 nodes with 2 slots, 30 speed-2 with 4, 20 speed-4 with 8, 10 speed-8 with 8 (queue 8 each)."""
+    nodes = []
+    for i, (count, speed, slots) in enumerate(((40, 1.0, 2), (30, 2.0, 4), (20, 4.0, 8), (10, 8.0, 8))):
+        for j in range(count):
+            view = ServiceView(slots, 8, ("whisper-base",), "whisper-base")
+            queued = fast_queued if speed == 8.0 else (0 if free_slow else 8)
+            busy = slots if queued else 0
+            nodes.append(node(f"10.{i}.0.{j}:1", services={"speech": view}, in_flight=busy, queued=queued,
+                              speed=speed))
+    return mesh(*nodes)
+
+
+def test_least_loaded_scores_a_sample_of_a_large_mesh() -> None:
+    from lanai.mesh.placement import SAMPLE
+
+    s = office()
+    for seed in range(50):
+        ranked = rank(s, SPEECH, policy="least-loaded", now=NOW, rng=random.Random(seed), turn=seed)
+        assert 1 <= len(ranked) <= SAMPLE
+        waits = [expected_wait(n, SPEECH) for n in ranked]
+        assert waits == sorted(waits) or len(ranked) >= 2  # best first (near-equals may swap the top two)
+        assert waits[0] <= min(waits) * 1.15
+    same = [addresses(rank(s, SPEECH, policy="least-loaded", now=NOW, rng=random.Random(3), turn=0)) for _ in range(2)]
+    assert same[0] == same[1]  # the injected RNG decides
+
+
+def test_draws_favour_capacity_so_slow_nodes_are_rarely_first() -> None:
+    s = office()
+    first = Counter(addresses(rank(s, SPEECH, policy="least-loaded", now=NOW, rng=random.Random(seed), turn=0))[0]
+                    .split(".")[1] for seed in range(2000))
+    # capacity shares: speed 1 5%, 2 15%, 4 40%, 8 40%; the best of three draws is fast nearly always
+    assert first["0"] / 2000 < 0.01
+    assert (first["2"] + first["3"]) / 2000 > 0.9
+
+
+def test_sampled_picks_skip_excluded_full_and_circuit_open_nodes() -> None:
+    s = office(fast_queued=8)  # every speed-8 node full
+    tripped = {a: dataclasses.replace(n, circuit=open_circuit(NOW - 1)) for a, n in s.nodes.items()
+               if a.startswith("10.2.")}  # every speed-4 node just failed
+    s = MeshState({**s.nodes, **tripped})
+    excluded = {f"10.1.0.{j}:1" for j in range(10)}
+    from lanai.mesh.placement import full
+
+    for seed in range(200):
+        ranked = rank(s, SPEECH, policy="least-loaded", now=NOW, rng=random.Random(seed), turn=0, exclude=excluded)
+        assert not full(ranked[0], SPEECH)
+        assert not any(n.address in excluded or n.address.startswith("10.2.") for n in ranked)
+        fulls = [full(n, SPEECH) for n in ranked]
+        assert fulls == sorted(fulls)  # (when the whole mesh was ranked) full nodes only after every node with room
+
+
+def test_when_every_drawn_node_is_full_the_whole_mesh_is_looked_at() -> None:
+    s = office(fast_queued=8, free_slow=False)  # everything full but one slow node
+    lone = "10.0.0.17:1"
+    s = MeshState({**s.nodes, lone: node(lone, services={"speech": ServiceView(2, 8, ("whisper-base",), "whisper-base")},
+                                         in_flight=0, speed=1.0)})
+    for seed in range(20):
+        ranked = rank(s, SPEECH, policy="least-loaded", now=NOW, rng=random.Random(seed), turn=0)
+        assert ranked[0].address == lone  # drawn, or found by ranking the whole mesh
+
+
+def test_routers_sharing_one_stale_view_spread_instead_of_herding() -> None:
+    """Ten routers hold the same report: one node looks clearly best (speed 2 against 1.5, more
+    than NEAR_EQUAL apart). Ranking every node would send all ten calls there at once; drawing
+    three in proportion to capacity sends most routers elsewhere."""
+    best = node("10.9.0.1:1", slots=4, in_flight=0, speed=2.0)
+    rest = [node(f"10.9.1.{j}:1", slots=4, in_flight=0, speed=1.5) for j in range(19)]
+    s = mesh(best, *rest)
+    picks = [rank(s, SPEECH, policy="least-loaded", now=NOW, rng=random.Random(router), turn=0)[0].address
+             for router in range(10)]
+    assert picks.count(best.address) <= 4
+    assert len(set(picks)) >= 5
+    everyone = [least_loaded(list(s.nodes.values()), SPEECH, random.Random(router), 0)[0].address
+                for router in range(10)]
+    assert everyone == [best.address] * 10  # what ranking the whole mesh would have done
+
+
+def test_a_small_mesh_is_ranked_whole() -> None:
+    a, b, c = (node(f"10.0.0.{i}:1", in_flight=0, speed=float(i)) for i in (1, 2, 3))
+    ranked = rank(mesh(a, b, c), SPEECH, policy="least-loaded", now=NOW, rng=random.Random(0), turn=0)
+    assert addresses(ranked) == ["10.0.0.3:1", "10.0.0.2:1", "10.0.0.1:1"]
+    assert addresses(rank(mesh(a, b, c), SPEECH, policy="least-loaded", now=NOW, rng=random.Random(0), turn=0,
+                          exclude={"10.0.0.3:1"})) == ["10.0.0.2:1", "10.0.0.1:1"]
+
+
+def test_calls_sent_since_the_report_count_as_work_ahead() -> None:
+    from lanai.mesh.placement import ahead, full
+
+    n = dataclasses.replace(node("10.0.0.1:1", slots=1, in_flight=1, queued=5, router_in_flight=2), sent_since_report=3)
+    assert ahead(n, SPEECH) == 9 and full(n, SPEECH)  # 1 + 5 reported, 3 sent since: 1 slot + 8 queue
+    assert expected_wait(dataclasses.replace(n, sent_since_report=0), SPEECH) < expected_wait(n, SPEECH)

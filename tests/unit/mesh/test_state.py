@@ -425,3 +425,67 @@ def test_a_refusal_marks_the_service_full_until_the_next_report() -> None:
     assert not full(again.nodes["10.0.0.9:1"], Need("speech"))
     assert events.refused(s, "10.0.0.7:1", "speech") is s  # unknown node: nothing to mark
     assert events.refused(s, "10.0.0.9:1", "language") is s
+
+
+# --- calls since the last report, and the sampling pool (issue 17) ----------------------------------------------
+
+def test_calls_sent_since_the_last_report_are_counted_until_the_next() -> None:
+    s = up()
+    for i in range(3):
+        s = apply(call_started, s, ADDR, 20.0 + i)
+    s = apply(call_finished, s, ADDR, node_failed=False, now=24.0)
+    node = s.nodes[ADDR]
+    assert node.sent_since_report == 3 and node.router_in_flight == 2  # a finish does not undo a send
+    s = apply(load_reported, s, ADDR, {"speech": LoadView(2, 0)}, {}, draining=False, now=25.0)
+    assert s.nodes[ADDR].sent_since_report == 0  # the report now shows them
+
+
+def test_the_pool_holds_the_nodes_that_take_work_weighted_by_capacity() -> None:
+    s = up(throughput={BASE: 2.0})  # 2 slots x 2.0
+    s = up(s, OTHER, throughput={BASE: 1.0})  # 2 slots x 1.0
+    s = apply(described, found(s, "10.0.0.7:50051"), "10.0.0.7:50051", "n7", SERVICES, {BASE: 9.0})  # not up yet
+    pool = s.pool("speech")
+    assert pool.addresses == (ADDR, OTHER)
+    assert pool.cumulative == (4.0, 6.0)
+    assert s.pool("speech", "whisper-small").addresses == (ADDR, OTHER)  # both serve it; unmeasured: median speed
+    assert s.pool("speech", "whisper-tiny").addresses == ()
+    assert s.pool("vision").addresses == ()
+
+
+def test_pool_draws_are_seeded_and_proportional_to_capacity() -> None:
+    import random
+
+    s = up(throughput={BASE: 3.0})
+    s = up(s, OTHER, throughput={BASE: 1.0})
+    pool = s.pool("speech")
+    rng = random.Random(7)
+    draws = [pool.draw(rng) for _ in range(4000)]
+    assert draws == [pool.draw(r) for r in [random.Random(7)] for _ in range(4000)]
+    assert 0.72 < draws.count(ADDR) / len(draws) < 0.78  # 3/4 of the capacity
+
+
+def test_the_pool_is_kept_across_load_and_calls_and_rebuilt_when_membership_changes() -> None:
+    s = up(throughput={BASE: 2.0})
+    s = up(s, OTHER, throughput={BASE: 1.0})
+    pool = s.pool("speech")
+    kept = apply(load_reported, s, ADDR, {"speech": LoadView(2, 3)}, {BASE: 2.2}, draining=False, now=30.0)
+    kept = apply(call_started, kept, OTHER, 31.0)
+    kept = apply(call_finished, kept, OTHER, node_failed=False, now=32.0)
+    assert kept.pool("speech") is pool  # load, calls and a 10% drift do not rebuild it
+    assert apply(lost, s, OTHER, "load stream broke", 33.0).pool("speech").addresses == (ADDR,)
+    assert apply(forgotten, s, OTHER).pool("speech").addresses == (ADDR,)
+    assert found(s, "10.0.0.7:50051").pool("speech") is not pool
+    assert apply(load_reported, s, ADDR, {}, {}, draining=True, now=34.0).pool("speech").addresses == (OTHER,)
+
+
+def test_the_pool_is_rebuilt_when_a_speed_drifts_past_its_weight() -> None:
+    s = up(throughput={BASE: 2.0})
+    s = up(s, OTHER, throughput={BASE: 1.0})
+    pool = s.pool("speech")
+    step = s
+    for speed in (2.2, 2.4):  # each step is small, but together they pass DRIFT from the weight's 2.0
+        step = apply(load_reported, step, ADDR, {"speech": LoadView(0, 0)}, {BASE: speed}, draining=False, now=40.0)
+    assert step.pool("speech") is pool
+    drifted = apply(load_reported, step, ADDR, {"speech": LoadView(0, 0)}, {BASE: 2.6}, draining=False, now=41.0)
+    rebuilt = drifted.pool("speech")
+    assert rebuilt is not pool and rebuilt.speeds[ADDR] == 2.6 and rebuilt.cumulative == (5.2, 7.2)
