@@ -86,7 +86,7 @@ from typing import Any
 
 from benchlib import table  # noqa: E402 - bench/ sibling module
 from lanai.mesh.load import COALESCE_S, Throughput
-from lanai.mesh.placement import NEAR_EQUAL, POLICIES, SAMPLE, Need, rank
+from lanai.mesh.placement import HEADROOM, NEAR_EQUAL, POLICIES, SAMPLE, Need, rank
 from lanai.mesh.router import RouterConfig
 from lanai.mesh.state import (LoadView, MeshState, ServiceView, call_finished, call_started, described, refused,
                               discovered, load_reported)
@@ -157,6 +157,10 @@ class Params:
     seed: int
     loads: tuple[float, ...]
     policies: tuple[str, ...]
+    sample: int
+    """Nodes least-loaded draws and scores per request (0: every candidate, the exact ranking)."""
+    headroom: int
+    """Queue places a router leaves to the others' calls before it ranks a node with the full ones."""
 
     def capacity(self) -> float:
         """Requests per second the whole mesh can serve."""
@@ -243,6 +247,7 @@ class SimRouter:
         self.policy = policy
         self.rng = rng
         self.turn = 0
+        self.p = params
         state = MeshState()
         for node in nodes:
             address = node.engine.address
@@ -256,7 +261,8 @@ class SimRouter:
     def place(self, now: float, tried: set[str]) -> str | None:
         """As `Router._candidates`: a fresh ranking (a new turn) among the nodes not tried yet."""
         self.turn += 1
-        ranked = rank(self.state, NEED, policy=self.policy, now=now, rng=self.rng, turn=self.turn, exclude=tried)
+        ranked = rank(self.state, NEED, policy=self.policy, now=now, rng=self.rng, turn=self.turn, exclude=tried,
+                      sample=self.p.sample, headroom=self.p.headroom)
         return ranked[0].address if ranked else None
 
     def sent(self, address: str, now: float) -> None:
@@ -577,16 +583,17 @@ def run_ideal(params: Params, load: float) -> dict[str, Any]:
     return sim.result()
 
 
-def rank_cost(state: MeshState, policies: Sequence[str], calls: int = 3000) -> list[dict[str, Any]]:
+def rank_cost(state: MeshState, params: Params, calls: int = 3000) -> list[dict[str, Any]]:
     """Wall time of one `rank` call on a real router state, per policy (the one non-simulated number)."""
     rows = []
     candidates = sum(1 for n in state.nodes.values() if SERVICE in n.services)
-    for policy in policies:
+    for policy in params.policies:
         rng = random.Random(0)
         times = []
         for turn in range(calls):
             started = time.perf_counter_ns()
-            rank(state, NEED, policy=policy, now=1.0, rng=rng, turn=turn)
+            rank(state, NEED, policy=policy, now=1.0, rng=rng, turn=turn, sample=params.sample,
+                 headroom=params.headroom)
             times.append((time.perf_counter_ns() - started) / 1000)
         times.sort()
         rows.append({"policy": policy, "candidates": candidates, "calls": calls,
@@ -682,14 +689,15 @@ def describe_params(p: Params) -> str:
             f"net {p.net_delay * 1000:g} ms, reports +{p.report_delay * 1000:g} ms (coalesce {p.coalesce * 1000:g} ms, "
             f"heartbeat {p.heartbeat:g} s); throughput noise {p.throughput_noise:g}; "
             + (f"unmeasured at start: node {', '.join(map(str, p.unmeasured))}; " if p.unmeasured else "")
-            + f"at most {p.max_attempts} attempt(s) per request; "
-            f"{p.requests} requests after {p.warmup} warm-up, seed {p.seed}")
+            + f"at most {p.max_attempts} attempt(s) per request; least-loaded draws "
+            + (f"{p.sample} nodes per request; " if p.sample else "none (ranks every candidate); ")
+            + f"headroom {p.headroom}; "
+            + f"{p.requests} requests after {p.warmup} warm-up, seed {p.seed}")
 
 
 def environment() -> dict[str, Any]:
     return {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-            "platform": platform.platform(), "python": platform.python_version(), "near_equal": NEAR_EQUAL,
-            "sample": SAMPLE}
+            "platform": platform.platform(), "python": platform.python_version(), "near_equal": NEAR_EQUAL}
 
 
 # -- command line -----------------------------------------------------------------------------
@@ -733,6 +741,10 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[list[Params], Path]:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--loads", type=floats, default=(0.5, 0.8, 0.95), help="fractions of total capacity")
     ap.add_argument("--policies", type=names, help="policies to compare (scenario's)")
+    ap.add_argument("--sample", type=int, default=SAMPLE,
+                    help=f"nodes least-loaded draws per request (default {SAMPLE}; 0: rank every candidate)")
+    ap.add_argument("--headroom", type=int, default=HEADROOM,
+                    help=f"queue places a router leaves to other routers (default {HEADROOM})")
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "placement.json")
     a = ap.parse_args(argv)
     unknown = [s for s in a.scenario if s not in SCENARIOS]
@@ -740,9 +752,9 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[list[Params], Path]:
         ap.error(f"unknown scenario {', '.join(unknown)}; choose from {', '.join(SCENARIOS)}")
     if a.policies and (bad := [p for p in a.policies if p not in POLICIES]):
         ap.error(f"unknown policy {', '.join(bad)}; choose from {', '.join(POLICIES)}")
-    if (a.requests < 2 or a.warmup < 0 or a.slots < 1 or (a.routers and min(a.routers) < 1)
+    if (a.requests < 2 or a.warmup < 0 or a.sample < 0 or a.headroom < 0 or a.slots < 1 or (a.routers and min(a.routers) < 1)
             or (a.max_queue or 0) < 0 or a.max_attempts < 1):
-        ap.error("need --requests >= 2, --warmup >= 0, --slots >= 1, --routers >= 1, --max-queue >= 0 "
+        ap.error("need --requests >= 2, --warmup >= 0, --sample >= 0, --headroom >= 0, --slots >= 1, --routers >= 1, --max-queue >= 0 "
                  "and --max-attempts >= 1")
     if (a.speeds and min(a.speeds) <= 0) or a.mean_work <= 0 or min(a.loads) <= 0:
         ap.error("speeds, --mean-work and loads must be positive")
@@ -759,7 +771,7 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[list[Params], Path]:
             report_delay=a.report_delay, coalesce=a.coalesce, heartbeat=a.heartbeat,
             throughput_noise=a.throughput_noise, unmeasured=a.unmeasured, max_attempts=a.max_attempts,
             requests=a.requests, warmup=a.warmup, seed=a.seed, loads=a.loads,
-            policies=a.policies or scenario.policies))
+            policies=a.policies or scenario.policies, sample=a.sample, headroom=a.headroom))
     return runs, a.out
 
 
@@ -785,7 +797,7 @@ def run_scenario(params: Params) -> dict[str, Any]:
             print(f"ideal reference: p50 {ideal['p50_s']:.2f} s, p99 {ideal['p99_s']:.2f} s\n")
         else:
             print(office_table(level, ideal) + "\n")
-    cost = rank_cost(snapshot, params.policies) if snapshot is not None else []
+    cost = rank_cost(snapshot, params) if snapshot is not None else []
     if cost:
         print(f"## rank cost: one call on router 0's state at {TARGET_LOAD:.0%} load (wall time, this machine)\n")
         print(cost_table(cost) + "\n")

@@ -7,7 +7,7 @@ import random
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 
-from lanai.mesh.state import NEVER_USED, MeshState, NodeState, NodeView
+from lanai.mesh.state import NEVER_USED, TAKES_WORK, MeshState, NodeView
 from lanai.services.core.errors import quote
 
 NEAR_EQUAL = 1.15
@@ -21,6 +21,11 @@ SAMPLE = 3
 capacity, when more could take it (power of d choices): the cost of a placement stays flat as
 the mesh grows, and routers acting on the same stale reports draw different nodes instead of
 all sending to the one that looked best (docs/mesh.md, "Many routers")."""
+HEADROOM = 2
+"""Queue places a router leaves to the calls of other routers that no report shows yet: a node
+with no more places free than this ranks after every node with more (it stays a candidate, so
+nothing is refused that had room). Several routers would otherwise fill a fast node's last
+places at once."""
 
 
 @dataclass(frozen=True)
@@ -49,7 +54,7 @@ def eligible(state: MeshState, need: Need, now: float) -> list[NodeView]:
             raise NoCandidate(f"no node on the mesh serves {need.service} model {quote(need.model)}; "
                               f"models on the mesh: {', '.join(known)}")
         serving = with_model
-    ready = [n for n in serving if n.state in (NodeState.UP, NodeState.SUSPECT) and n.circuit.allows(now)]
+    ready = [n for n in serving if n.state in TAKES_WORK and n.circuit.allows(now)]
     if not ready:
         states = ", ".join(sorted(f"{n.node_id or n.address} {n.state.value}" for n in serving))
         raise NoCandidate(f"every node serving {need.service} is unavailable right now ({states}); retry shortly")
@@ -65,12 +70,20 @@ def ahead(node: NodeView, need: Need) -> int:
     return max(reported + node.sent_since_report, node.router_in_flight)
 
 
-def full(node: NodeView, need: Need) -> bool:
+def full(node: NodeView, need: Need, headroom: int = 0) -> bool:
     """Whether this router believes the node has no room for the service: every slot and place
-    in the queue taken, by its last report (or a refusal since) or by this router's own calls."""
+    in the queue taken, by its last report (or a refusal since) or by this router's own calls.
+    With `headroom`, also when no more places than that are left (queue places only: a node
+    with no queue is full only when every slot is busy)."""
     service = node.services[need.service]
     limit = service.slots + service.max_queue
-    return limit > 0 and ahead(node, need) >= limit  # 0: a node that never said
+    spare = min(headroom, service.max_queue)
+    return limit > 0 and ahead(node, need) >= limit - spare  # 0: a node that never said
+
+
+def crowded(node: NodeView, need: Need, headroom: int = HEADROOM) -> bool:
+    """Full, or left with at most `headroom` places: ranked after every node with more room."""
+    return full(node, need, headroom)
 
 
 def speed(node: NodeView, need: Need) -> float:
@@ -136,43 +149,43 @@ SAMPLED = frozenset({"least-loaded"})
 """Policies that score a capacity-weighted sample of SAMPLE nodes instead of every candidate."""
 
 
-def sampled(state: MeshState, need: Need, now: float, rng: random.Random,
-            exclude: Collection[str]) -> list[NodeView] | None:
-    """Up to SAMPLE nodes not in `exclude` whose circuit allows a call, drawn from the pool in
-    proportion to capacity, those with room best first; None when the pool is small enough to
-    rank whole, or no drawn node has room (then every candidate is looked at)."""
+def sampled(state: MeshState, need: Need, now: float, rng: random.Random, exclude: Collection[str],
+            sample: int = SAMPLE, headroom: int = HEADROOM) -> list[NodeView] | None:
+    """Up to `sample` nodes not in `exclude` whose circuit allows a call and that are not
+    crowded, drawn from the pool in proportion to capacity, best first; None when the pool is small enough to
+    rank whole, or every drawn node is crowded (then every candidate is looked at)."""
     pool = state.pool(need.service, need.model)
-    if len(pool.addresses) - len(exclude) <= SAMPLE:
+    if len(pool.addresses) - len(exclude) <= sample:
         return None
     picked: dict[str, NodeView] = {}
-    for _ in range(4 * SAMPLE):  # draws of a node already picked or excluded are wasted; bounded
+    for _ in range(4 * sample):  # draws of a node already picked or excluded are wasted; bounded
         address = pool.draw(rng)
         if address in picked or address in exclude:
             continue
         node = state.nodes[address]
-        if node.circuit.allows(now) and not full(node, need):
+        if node.circuit.allows(now) and not crowded(node, need, headroom):
             picked[address] = node
-            if len(picked) == SAMPLE:
+            if len(picked) == sample:
                 break
     return least_loaded(list(picked.values()), need, rng, 0) if picked else None
 
 
 def rank(state: MeshState, need: Need, *, policy: str, now: float, rng: random.Random, turn: int,
-         exclude: Collection[str] = ()) -> list[NodeView]:
+         exclude: Collection[str] = (), sample: int = SAMPLE, headroom: int = HEADROOM) -> list[NodeView]:
     """Nodes that may take the request, except those in `exclude` (already tried), best first.
     Round-robin and random order every candidate (the rest are the retry order); least-loaded
-    on a mesh larger than SAMPLE returns the drawn nodes with room, best first (a retry ranks
-    again). Nodes believed full come after every node with room, whatever the policy scores
-    them (a full fast node would otherwise out-score a free slow one and draw every attempt into
-    a refusal). Raises NoCandidate when no node serves it at all."""
+    on a mesh of more than `sample` candidates returns the drawn nodes with room, best first (a
+    retry ranks again; `sample=0` ranks every candidate, for comparison). Crowded nodes (within
+    `headroom` queue places of full) come after every node with more room, and nodes believed
+    full after those, whatever the policy scores them (a full fast node would otherwise
+    out-score a free slow one and draw every attempt into a refusal). Raises NoCandidate when
+    no node serves it at all."""
     if policy not in POLICIES:
         raise KeyError(policy)
-    if policy in SAMPLED and (drawn := sampled(state, need, now, rng, exclude)):
+    if policy in SAMPLED and sample > 0 and (drawn := sampled(state, need, now, rng, exclude, sample, headroom)):
         return drawn
     candidates = [n for n in eligible(state, need, now) if n.address not in exclude]
-    room = [n for n in candidates if not full(n, need)]
-    if len(room) == len(candidates):
-        return POLICIES[policy](candidates, need, rng, turn)
-    has_room = {n.address for n in room}
-    busy = [n for n in candidates if n.address not in has_room]
-    return [*(POLICIES[policy](room, need, rng, turn) if room else []), *POLICIES[policy](busy, need, rng, turn)]
+    tiers: tuple[list[NodeView], list[NodeView], list[NodeView]] = ([], [], [])  # room, crowded, full
+    for n in candidates:
+        tiers[2 if full(n, need) else 1 if crowded(n, need, headroom) else 0].append(n)
+    return [n for tier in tiers if tier for n in POLICIES[policy](tier, need, rng, turn)]

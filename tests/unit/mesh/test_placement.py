@@ -503,3 +503,46 @@ def test_calls_sent_since_the_report_count_as_work_ahead() -> None:
     n = dataclasses.replace(node("10.0.0.1:1", slots=1, in_flight=1, queued=5, router_in_flight=2), sent_since_report=3)
     assert ahead(n, SPEECH) == 9 and full(n, SPEECH)  # 1 + 5 reported, 3 sent since: 1 slot + 8 queue
     assert expected_wait(dataclasses.replace(n, sent_since_report=0), SPEECH) < expected_wait(n, SPEECH)
+
+
+def test_a_node_within_headroom_of_full_ranks_after_one_with_more_room() -> None:
+    from lanai.mesh.placement import HEADROOM, crowded, full
+
+    view = ServiceView(8, 8, ("whisper-base",), "whisper-base")
+    last_place = node("10.0.0.1:1", services={"speech": view}, in_flight=8, queued=7, speed=8.0)  # 1 of 16 left
+    roomy = node("10.0.0.2:1", services={"speech": view}, in_flight=0, speed=2.0)
+    assert HEADROOM >= 2 and crowded(last_place, SPEECH) and not full(last_place, SPEECH)
+    for seed in range(10):
+        assert addresses(rank(mesh(last_place, roomy), SPEECH, policy="least-loaded", now=NOW,
+                              rng=random.Random(seed), turn=0)) == ["10.0.0.2:1", "10.0.0.1:1"]
+    assert addresses(rank(mesh(last_place, roomy), SPEECH, policy="least-loaded", now=NOW, rng=random.Random(0),
+                          turn=0, headroom=0)) == ["10.0.0.1:1", "10.0.0.2:1"]  # by score alone
+    assert addresses(rank(mesh(last_place), SPEECH, policy="least-loaded", now=NOW, rng=random.Random(0),
+                          turn=0)) == ["10.0.0.1:1"]  # still a candidate: its last place is not refused
+
+
+def test_headroom_takes_queue_places_only() -> None:
+    from lanai.mesh.placement import crowded
+
+    def with_queue(queue: int, held: int) -> NodeView:
+        return node("10.0.0.1:1", services={"speech": ServiceView(1, queue, ("whisper-base",), "whisper-base")},
+                    in_flight=min(held, 1), queued=max(0, held - 1))
+
+    assert not crowded(with_queue(0, 0), SPEECH) and crowded(with_queue(0, 1), SPEECH)  # no queue: no spare
+    assert not crowded(with_queue(1, 0), SPEECH) and crowded(with_queue(1, 1), SPEECH)  # its one queue place
+    assert not crowded(with_queue(4, 2), SPEECH) and crowded(with_queue(4, 3), SPEECH)  # 2 of 5 left: spare 2
+
+
+def test_a_full_node_ranks_after_a_crowded_one() -> None:
+    """Crowded (its last places kept for other routers) is not full: when every node is at least
+    crowded, the call goes to one with a place left, never to one that must refuse it."""
+    queue1 = {"speech": ServiceView(1, 1, ("whisper-base",), "whisper-base")}
+    full_fast = node("10.0.0.1:1", services=queue1, in_flight=1, queued=1, speed=8.0)
+    crowded_slow = node("10.0.0.2:1", services=queue1, in_flight=1, queued=0, speed=1.0)
+    roomy_slower = node("10.0.0.3:1", services=queue1, in_flight=0, speed=0.5)
+    for policy in POLICIES:
+        for seed in range(10):
+            assert addresses(rank(mesh(full_fast, crowded_slow, roomy_slower), SPEECH, policy=policy, now=NOW,
+                                  rng=random.Random(seed), turn=seed)) == ["10.0.0.3:1", "10.0.0.2:1", "10.0.0.1:1"]
+            assert addresses(rank(mesh(full_fast, crowded_slow), SPEECH, policy=policy, now=NOW,
+                                  rng=random.Random(seed), turn=seed)) == ["10.0.0.2:1", "10.0.0.1:1"]
