@@ -208,6 +208,9 @@ class Assistant:
                 sentences.put_nowait(sentence)
             sentences.put_nowait(None)
             await speaking
+            # The turn lasts until its answer has been heard: speech over the rest of it is a barge-in
+            # (a file sink "plays" at the same pace, so the turn reads the same in a file as aloud).
+            await asyncio.sleep(max(0.0, self.playing_until - time.monotonic()))
         finally:
             speaking.cancel()
             answer = "".join(turn.answer).strip()
