@@ -46,6 +46,12 @@ REFUSED_PEERS = Counter("lanai_mesh_refused_peers", "Nodes or callers refused fo
                         "(untrusted, foreign, revoked, forwarded_by_non_member).", ["reason"])
 CLIENT_CALLS_REJECTED = Counter("lanai_client_calls_rejected", "Client calls refused before any work, by reason "
                                 "(no_key, unknown_key, revoked_key, node_revoked).", ["reason"])
+HTTP_REQUESTS = Counter("lanai_http_requests", "Requests to the HTTP door (OpenAI API, console), by route and "
+                        "HTTP status.", ["route", "status"])
+HTTP_SECONDS = Histogram("lanai_http_request_duration_seconds", "Wall time of an HTTP door request until its "
+                         "response began (streams: until the first event).", ["route"], buckets=LATENCY_BUCKETS)
+WYOMING_EVENTS = Counter("lanai_wyoming_requests", "Wyoming requests (describe, transcribe, synthesize), by outcome.",
+                         ["kind", "outcome"])
 
 NODE_STATES = ("up", "suspect", "down", "refused", "draining", "untrusted", "foreign", "revoked")
 _mesh_views: dict[str, Callable[[], Mapping[str, int]]] = {}

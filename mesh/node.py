@@ -20,6 +20,7 @@ from grpc_reflection.v1alpha import reflection
 from lanai.api.mesh.v1 import mesh_pb2, mesh_pb2_grpc
 from lanai.mesh import __version__, catalog, identity, metrics, registry
 from lanai.mesh.hardware import detect
+from lanai.mesh.doors import Doors
 from lanai.mesh.drain import OpenStreams
 from lanai.mesh.load import LoadBoard
 from lanai.mesh.mesh_service import MeshServicer, RoutingInterceptor
@@ -53,6 +54,11 @@ class NodeConfig:
     metrics_host: str = "0.0.0.0"
     metrics_port: int | None = 9464
     """Prometheus /metrics port; 0 picks a free one, None disables it."""
+    http_port: int | None = field(default_factory=lambda: _port_from_env("LANAI_HTTP_PORT", 8080))
+    """OpenAI-compatible HTTP API and web console (HTTPS when the client port has TLS); 0 picks
+    a free one, None turns it off (default $LANAI_HTTP_PORT, else 8080; -1 there means off)."""
+    wyoming_port: int | None = None
+    """Wyoming server for Home Assistant (no keys in that protocol: see docs/doors.md); None: off."""
     node_id: str = ""
     """Empty: the id stored in `home` (made on first start)."""
     max_message_bytes: int = 64 * 1024 * 1024
@@ -88,6 +94,8 @@ class Node:
         self.presence = presence
         self._server, self._board, self._health = server, board, health
         self.streams: OpenStreams | None = None
+        self.doors: Doors | None = None
+        self.http_port = self.wyoming_port = 0
 
     @property
     def router(self) -> Router | None:
@@ -168,6 +176,12 @@ class Node:
         node = cls(config, node_id, server, port, mesh_port, metrics_server, board, services, health, presence,
                    trust)
         node.streams = lanai_interceptor.streams
+        try:
+            node.doors = await Doors.open(node)
+        except BaseException:
+            await node.stop(grace_s=0)
+            raise
+        node.http_port, node.wyoming_port = node.doors.http_port, node.doors.wyoming_port
         return node
 
     async def stop(self, grace_s: float | None = None) -> None:
@@ -176,6 +190,8 @@ class Node:
         grace = self.config.grace_s if grace_s is None else grace_s
         log.info("node %s draining (grace %.0f s)", self.node_id, grace)
         await self.presence.leave()
+        if self.doors is not None:  # HTTP and Wyoming stop taking requests and finish theirs
+            await self.doors.close()
         await self._health.enter_graceful_shutdown()
         self._board.drain()
         if self.streams is not None and self.streams.open:
@@ -195,6 +211,17 @@ class Node:
 
     async def wait(self) -> None:
         await self._server.wait_for_termination()
+
+
+def _port_from_env(name: str, default: int) -> int | None:
+    text = os.environ.get(name, "").strip()
+    if not text:
+        return default
+    try:
+        port = int(text)
+    except ValueError:
+        raise ValueError(f"${name} must be a port number (or -1 for off), not {text!r}") from None
+    return None if port < 0 else port
 
 
 def _load_services(config: NodeConfig, board: LoadBoard) -> list[HostedService]:

@@ -1,5 +1,5 @@
-"""The one table from domain errors to gRPC status codes, and the interceptor that applies
-it and counts every lanai RPC."""
+"""The one table from domain errors to gRPC status codes (and from those to the HTTP door's
+statuses), and the interceptor that applies it and counts every lanai RPC."""
 
 from __future__ import annotations
 
@@ -29,6 +29,26 @@ STATUS: dict[type[LanaiError], grpc.StatusCode] = {
     Unauthenticated: grpc.StatusCode.UNAUTHENTICATED,
     PermissionDenied: grpc.StatusCode.PERMISSION_DENIED,
 }
+
+HTTP: dict[grpc.StatusCode, tuple[int, str]] = {
+    grpc.StatusCode.INVALID_ARGUMENT: (400, "invalid_request_error"),
+    grpc.StatusCode.OUT_OF_RANGE: (400, "invalid_request_error"),
+    grpc.StatusCode.UNAUTHENTICATED: (401, "authentication_error"),
+    grpc.StatusCode.PERMISSION_DENIED: (403, "permission_error"),
+    grpc.StatusCode.NOT_FOUND: (404, "not_found_error"),
+    grpc.StatusCode.RESOURCE_EXHAUSTED: (429, "rate_limit_error"),
+    grpc.StatusCode.CANCELLED: (499, "cancelled"),
+    grpc.StatusCode.UNIMPLEMENTED: (501, "server_error"),
+    grpc.StatusCode.UNAVAILABLE: (503, "service_unavailable"),
+    grpc.StatusCode.FAILED_PRECONDITION: (503, "service_unavailable"),
+    grpc.StatusCode.DEADLINE_EXCEEDED: (504, "timeout"),
+}
+"""The HTTP door's answer to each status: (HTTP status, OpenAI error `type`); any other is 500
+server_error. FAILED_PRECONDITION is a model not prepared on the node: the mesh cannot serve it."""
+
+
+def http_status(code: grpc.StatusCode) -> tuple[int, str]:
+    return HTTP.get(code, (500, "server_error"))
 
 
 MAX_MESSAGE_CHARS = 1024
