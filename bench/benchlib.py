@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import re
 import signal
 import sys
@@ -12,6 +13,9 @@ import time
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
+
+# The benchmarks start many nodes on loopback: none opens the HTTP door (default 8080) unless asked.
+os.environ.setdefault("LANAI_HTTP_PORT", "-1")
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:

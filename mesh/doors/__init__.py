@@ -1,5 +1,5 @@
 """The doors people already use, on a routing node: an OpenAI-compatible HTTP API with a web
-console, and a Wyoming server for Home Assistant. Each is a client of the node's own gRPC
+console (a Wyoming server for Home Assistant is next). Each is a client of the node's own gRPC
 port, so placement, admission, keys and errors are the mesh's own."""
 
 from __future__ import annotations
@@ -24,9 +24,7 @@ class Server(Protocol):
 class Doors:
     upstream: Upstream
     http: Server | None = None
-    wyoming: Server | None = None
     http_port: int = 0
-    wyoming_port: int = 0
 
     @classmethod
     async def open(cls, node: Node) -> Doors:
@@ -45,18 +43,13 @@ class Doors:
                 log.info("node %s: OpenAI-compatible API and console on %s://%s:%d/", node.node_id,
                          "https" if node.trust is not None and config.security.client_tls else "http",
                          config.host, server.port)
-            if config.wyoming_port is not None:
-                from lanai.mesh.doors.wyoming_door import WyomingDoor
-                wyoming = WyomingDoor(doors.upstream, node, config.wyoming_port)
-                await wyoming.start()
-                doors.wyoming, doors.wyoming_port = wyoming, wyoming.port
         except BaseException:
             await doors.close()
             raise
         return doors
 
     async def close(self) -> None:
-        for door in (self.http, self.wyoming):
+        for door in (self.http,):
             if door is not None:
                 await door.stop()
         await self.upstream.close()

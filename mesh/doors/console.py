@@ -36,7 +36,7 @@ def routes(door: Door) -> list[Route]:
 
 
 def _page(name: str, kind: str) -> Handler:
-    body = resources.files("lanai.mesh.doors").joinpath("console", name).read_bytes()
+    body = resources.files("lanai.mesh.doors").joinpath("static", name).read_bytes()
 
     async def serve(request: Request) -> Response:
         return Response(body, media_type=kind, headers=_HEADERS)

@@ -10,9 +10,9 @@ import json
 import logging
 import ssl
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 import grpc
 import uvicorn
@@ -31,7 +31,6 @@ from lanai.mesh.status import http_status, status_for
 from lanai.services.core.errors import InvalidInput, LanaiError
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 Handler = Callable[[Request], Awaitable[Response]]
 RETRY_AFTER_S = 1
 """What a 429 (every node full) tells the client to wait: slots free up within a call's time."""
@@ -66,7 +65,7 @@ class Door:
             raise InvalidInput("the request body must be a JSON object")
         return Params(body)
 
-    async def mesh_call(self, request: Request, work: Awaitable[T]) -> T:
+    async def mesh_call(self, request: Request, work: Any) -> Any:
         """Await a mesh call; if the client disconnects first, cancel it (freeing its slot)."""
         call = asyncio.ensure_future(work)
         gone = asyncio.ensure_future(_disconnected(request))
@@ -194,9 +193,9 @@ class HttpServer:
     """uvicorn serving `routes` on (host, port); HTTPS with the node's certificate when given a
     Trust and TLS (the context reloads when the certificate is renewed)."""
 
-    def __init__(self, routes: list[BaseRoute], host: str, port: int, max_body_bytes: int,
+    def __init__(self, routes: Sequence[BaseRoute], host: str, port: int, max_body_bytes: int,
                  trust: Trust | None, tls: bool) -> None:
-        app = BodyLimit(Starlette(routes=routes), max_body_bytes)
+        app = BodyLimit(Starlette(routes=list(routes)), max_body_bytes)
         self._config = uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False,
                                       lifespan="off", server_header=False, timeout_graceful_shutdown=5,
                                       timeout_keep_alive=30)
