@@ -34,7 +34,7 @@ class Doors:
             if config.http_port is not None:
                 from lanai.mesh.doors import console, openai_audio, openai_text
                 from lanai.mesh.doors.http import Door, HttpServer
-                door = Door(doors.upstream, node.trust, config.security.require_keys, config.max_message_bytes)
+                door = Door(doors.upstream, node.trust, config.security.require_keys)
                 server = HttpServer(openai_text.routes(door) + openai_audio.routes(door) + console.routes(door),
                                     config.host, config.http_port, config.max_message_bytes, node.trust,
                                     tls=node.trust is not None and config.security.client_tls)

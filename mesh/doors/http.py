@@ -46,7 +46,6 @@ class Door:
     upstream: Upstream
     trust: Trust | None
     require_keys: bool
-    max_body_bytes: int
 
     def check_key(self, request: Request) -> None:
         """The same API keys as the gRPC port (`Authorization: Bearer lanai_...`)."""
@@ -110,9 +109,7 @@ def endpoint(door: Door, route: str, handler: Handler, *, keyed: bool = True) ->
             if keyed:
                 door.check_key(request)
             response = await handler(request)
-        except ClientGone:
-            response = Response(status_code=499)
-        except ClientDisconnect:
+        except (ClientGone, ClientDisconnect):
             response = Response(status_code=499)
         except (LanaiError, grpc.aio.AioRpcError) as error:
             response = error_response(error)
@@ -213,13 +210,17 @@ class HttpServer:
         assert trust is not None
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.minimum_version = ssl.TLSVersion.TLSv1_2
-        context.load_cert_chain(trust.dir.node_cert(trust.node_id), trust.dir.node_key(trust.node_id))
+        self._load_chain(context)
         return context
 
-    def _renewed(self) -> None:
+    def _load_chain(self, context: ssl.SSLContext) -> None:
         trust = self._trust
-        if trust is not None and self._config.ssl is not None:  # new handshakes get the new certificate
-            self._config.ssl.load_cert_chain(trust.dir.node_cert(trust.node_id), trust.dir.node_key(trust.node_id))
+        assert trust is not None
+        context.load_cert_chain(trust.dir.node_cert(trust.node_id), trust.dir.node_key(trust.node_id))
+
+    def _renewed(self) -> None:
+        if self._config.ssl is not None:  # new handshakes get the new certificate
+            self._load_chain(self._config.ssl)
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._serve(), name="http door")
