@@ -57,6 +57,12 @@ class NodeConfig:
     http_port: int | None = field(default_factory=lambda: _port_from_env("LANAI_HTTP_PORT", 8080))
     """OpenAI-compatible HTTP API and web console (HTTPS when the client port has TLS); 0 picks
     a free one, None turns it off (default $LANAI_HTTP_PORT, else 8080; -1 there means off)."""
+    wyoming_port: int | None = None
+    """Wyoming server for Home Assistant (e.g. 10300), announced as _wyoming._tcp over mDNS; 0
+    picks a free one, None (the default) turns it off."""
+    wyoming_allow: tuple[str, ...] = ()
+    """Networks the Wyoming door accepts connections from (it has no keys); empty: loopback only
+    on a node that requires API keys, else the premises' private networks."""
     node_id: str = ""
     """Empty: the id stored in `home` (made on first start)."""
     max_message_bytes: int = 64 * 1024 * 1024
@@ -94,6 +100,7 @@ class Node:
         self.streams: OpenStreams | None = None
         self.doors: Doors | None = None
         self.http_port = 0
+        self.wyoming_port = 0
 
     @property
     def router(self) -> Router | None:
@@ -179,7 +186,7 @@ class Node:
         except BaseException:
             await node.stop(grace_s=0)
             raise
-        node.http_port = node.doors.http_port
+        node.http_port, node.wyoming_port = node.doors.http_port, node.doors.wyoming_port
         return node
 
     async def stop(self, grace_s: float | None = None) -> None:

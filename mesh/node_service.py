@@ -42,7 +42,7 @@ class NodeServicer(mesh_pb2_grpc.NodeServicer):
             services=[mesh_pb2.ServiceInfo(
                 name=s.name, grpc_service=s.grpc_service, slots=s.admission.slots, max_queue=s.admission.max_queue,
                 models=[mesh_pb2.ModelInfo(name=m.name, is_default=m.is_default, source=m.source,
-                                           devices=list(m.devices), engine=m.engine, task=m.task,
+                                           devices=list(m.devices), engine=m.engine, task=m.task, languages=list(m.languages),
                                            throughput=_throughput(self._board.throughput(s.name, m.name)))
                         for m in s.models()]) for s in self._services],
             metrics_port=self._metrics_port, draining=self._board.draining,

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import socket
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from zeroconf import ServiceInfo
 from zeroconf.asyncio import AsyncZeroconf
 
 from lanai.mesh.advertise import advertise, choose_addresses, local_interfaces, open_zeroconf, service_info
@@ -66,6 +68,7 @@ class MeshPresence:
             if config.router else None
         self._discovery: Discovery | None = None
         self._zeroconf: AsyncZeroconf | None = None
+        self._addresses: list[str] = []
 
     async def start(self, host: str, port: int, services: Sequence[str], metrics_port: int,
                     mesh_port: int = 0) -> None:
@@ -88,7 +91,7 @@ class MeshPresence:
             # A node listening on loopback is reachable only there: announce it only there.
             pinned = cfg.advertise_address or (host if is_loopback(host) and not cfg.interface else "")
             addresses = choose_addresses(local_interfaces(), interface=cfg.interface, advertise_address=pinned)
-            self._zeroconf = open_zeroconf(addresses)
+            self._zeroconf, self._addresses = open_zeroconf(addresses), addresses
             if services:
                 mesh = self.trust.short_id if self.trust is not None else ""
                 await advertise(self._zeroconf, service_info(self.node_id, addresses, port, services, metrics_port,
@@ -97,6 +100,17 @@ class MeshPresence:
                 self._discovery = MdnsDiscovery(self._zeroconf)
         if self._discovery is not None and router is not None:
             await self._discovery.start(router.found, router.gone)
+
+    async def announce(self, service_type: str, instance: str, port: int,
+                       properties: dict[str, str] | None = None) -> bool:
+        """Announce another service of this process (the Wyoming door) on the mesh's own mDNS
+        instance, so on the same interfaces; False where this node does not use mDNS."""
+        if self._zeroconf is None:
+            return False
+        await advertise(self._zeroconf, ServiceInfo(
+            service_type, f"{instance}.{service_type}", port=port, addresses=[socket.inet_aton(a) for a in self._addresses],
+            server=f"{self.node_id}.local.", properties=properties or {}))
+        return True
 
     async def leave(self) -> None:
         """Say goodbye on mDNS and stop discovering (first step of a shutdown)."""

@@ -12,6 +12,7 @@ from typing import Any
 from lanai.mesh import registry
 from lanai.mesh.node import Node, NodeConfig
 from lanai.mesh.placement import DEFAULT_POLICY, POLICIES
+from lanai.mesh.premises import Premises
 from lanai.mesh.presence import DISCOVERY, MeshConfig
 from lanai.mesh.security.config import SecurityConfig
 from lanai.mesh.security import pki
@@ -90,10 +91,17 @@ def _node_flags(p: argparse.ArgumentParser, host: str, discovery: str = MeshConf
     p.add_argument("--metrics-host", default=host, help=f"address of /metrics (default {host})")
     p.add_argument("--metrics-port", type=int, default=defaults.metrics_port,
                    help=f"Prometheus port; 0 picks one, -1 disables (default {defaults.metrics_port})")
-    doors = p.add_argument_group("doors (OpenAI-compatible HTTP API, web console)")
+    doors = p.add_argument_group("doors (OpenAI-compatible HTTP API, web console, Wyoming for Home Assistant)")
     doors.add_argument("--http-port", type=int, default=-1 if defaults.http_port is None else defaults.http_port,
                        help="OpenAI-compatible API and web console; 0 picks one, -1 turns it off (default "
                             f"{'off' if defaults.http_port is None else defaults.http_port}, or $LANAI_HTTP_PORT)")
+    doors.add_argument("--wyoming-port", type=int, default=-1,
+                       help="Wyoming server for Home Assistant (10300 is usual), announced over mDNS; 0 picks one "
+                            "(default off)")
+    doors.add_argument("--wyoming-allow", default="",
+                       help="networks that may connect to the Wyoming door, comma-separated CIDRs; it has no keys "
+                            "(default: loopback only on a node that requires API keys, else loopback, private and "
+                            "link-local)")
     p.add_argument("--node-id", default="", help="override the id stored in LANAI_HOME")
     p.add_argument("--home", type=Path, default=None, help="model cache and node id (default $LANAI_HOME "
                                                              "or ~/.cache/lanai)")
@@ -119,6 +127,8 @@ def config_from_args(args: argparse.Namespace) -> NodeConfig:
         metrics_host=args.metrics_host, security=security,
         metrics_port=None if args.metrics_port < 0 else args.metrics_port, node_id=args.node_id,
         http_port=None if args.http_port < 0 else args.http_port,
+        wyoming_port=None if args.wyoming_port < 0 else args.wyoming_port,
+        wyoming_allow=tuple(str(n) for n in Premises.parse(args.wyoming_allow).networks) if args.wyoming_allow else (),
         max_message_bytes=args.max_message_mb * 1024 * 1024, grace_s=args.grace, configs=configs, mesh=mesh)
 
 
@@ -140,7 +150,7 @@ async def _serve(config: NodeConfig, announce: bool) -> int:
     # Machine-readable line for scripts and tests; a person reads the log above it.
     role = "node" if node.services else "router"
     print(f"lanai: {role} {node.node_id} ready on {address} metrics_port={node.metrics_port} "
-          f"mesh_port={node.mesh_port} http_port={node.http_port}", flush=True)
+          f"mesh_port={node.mesh_port} http_port={node.http_port} wyoming_port={node.wyoming_port}", flush=True)
     if announce:
         print(f"  try:  lanai transcribe some.wav --to {address}\n"
               f"        lanai vision classify photo.jpg --to {address}\n"

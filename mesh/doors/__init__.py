@@ -1,6 +1,6 @@
 """The doors people already use, on a routing node: an OpenAI-compatible HTTP API with a web
-console (a Wyoming server for Home Assistant is next). Each is a client of the node's own gRPC
-port, so placement, admission, keys and errors are the mesh's own."""
+console, and a Wyoming server for Home Assistant. Each is a client of the node's own gRPC port,
+so placement, admission, keys and errors are the mesh's own."""
 
 from __future__ import annotations
 
@@ -14,6 +14,8 @@ if TYPE_CHECKING:
     from lanai.mesh.node import Node
 
 log = logging.getLogger(__name__)
+WYOMING_SERVICE = "_wyoming._tcp.local."
+"""What Home Assistant browses for."""
 
 
 class Server(Protocol):
@@ -25,6 +27,8 @@ class Doors:
     upstream: Upstream
     http: Server | None = None
     http_port: int = 0
+    wyoming: Server | None = None
+    wyoming_port: int = 0
 
     @classmethod
     async def open(cls, node: Node) -> Doors:
@@ -43,13 +47,33 @@ class Doors:
                 log.info("node %s: OpenAI-compatible API and console on %s://%s:%d/", node.node_id,
                          "https" if node.trust is not None and config.security.client_tls else "http",
                          config.host, server.port)
+            if config.wyoming_port is not None:
+                await doors._open_wyoming(node)
         except BaseException:
             await doors.close()
             raise
         return doors
 
+    async def _open_wyoming(self, node: Node) -> None:
+        from lanai.mesh.doors.wyoming_door import WyomingServer
+        from lanai.mesh.premises import DEFAULT_ALLOWED, Premises
+        config = node.config
+        assert config.wyoming_port is not None
+        keyed = node.trust is not None and config.security.require_keys
+        allow = config.wyoming_allow or (("127.0.0.0/8", "::1/128") if keyed else DEFAULT_ALLOWED)
+        server = WyomingServer(self.upstream, config.host, config.wyoming_port, allow=Premises.parse(allow),
+                               max_payload=config.max_message_bytes, node_id=node.node_id)
+        await server.start()
+        self.wyoming, self.wyoming_port = server, server.port
+        announced = await node.presence.announce(WYOMING_SERVICE, f"lanai-{node.node_id}", server.port)
+        log.info("node %s: Wyoming (Home Assistant) on %s:%d%s, accepting %s", node.node_id, config.host,
+                 server.port, ", announced as " + WYOMING_SERVICE if announced else "", ", ".join(allow))
+        if keyed and config.wyoming_allow:
+            log.warning("node %s: Wyoming has no API keys: every device in %s can use this mesh's speech and voice "
+                        "through port %d", node.node_id, ", ".join(allow), server.port)
+
     async def close(self) -> None:
-        for door in (self.http,):
+        for door in (self.http, self.wyoming):
             if door is not None:
                 await door.stop()
         await self.upstream.close()

@@ -33,6 +33,8 @@ class MeshModel:
     """Ids of the nodes that serve it and take work now."""
     is_default: bool
     engine: str
+    languages: tuple[str, ...] = ()
+    """What a speech model understands or a voice speaks (the first node's answer)."""
 
 
 class Upstream:
@@ -64,16 +66,16 @@ class Upstream:
                 self._replaced.append(old)
         return self._channel
 
-    def speech(self) -> speech_pb2_grpc.SpeechStub:
+    def speech(self) -> speech_pb2_grpc.SpeechAsyncStub:
         return speech_pb2_grpc.SpeechStub(self.channel)
 
-    def vision(self) -> vision_pb2_grpc.VisionStub:
+    def vision(self) -> vision_pb2_grpc.VisionAsyncStub:
         return vision_pb2_grpc.VisionStub(self.channel)
 
-    def language(self) -> language_pb2_grpc.LanguageStub:
+    def language(self) -> language_pb2_grpc.LanguageAsyncStub:
         return language_pb2_grpc.LanguageStub(self.channel)
 
-    def voice(self) -> voice_pb2_grpc.VoiceStub:
+    def voice(self) -> voice_pb2_grpc.VoiceAsyncStub:
         return voice_pb2_grpc.VoiceStub(self.channel)
 
     async def nodes(self) -> list[mesh_pb2.NodeEntry]:
@@ -120,7 +122,8 @@ def models_of(nodes: list[mesh_pb2.NodeEntry]) -> list[MeshModel]:
                 seen = found.get(key)
                 found[key] = MeshModel(info.name, service.name, info.task,
                                        (seen.nodes if seen else ()) + (node.node_id,),
-                                       (seen.is_default if seen else False) or info.is_default, info.engine)
+                                       (seen.is_default if seen else False) or info.is_default, info.engine,
+                                       seen.languages if seen else tuple(info.languages))
     return sorted(found.values(), key=lambda m: (m.service, m.task, m.name))
 
 

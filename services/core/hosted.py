@@ -26,6 +26,8 @@ class ModelFacts:
     """The runtime serving it: "faster-whisper", "onnxruntime", "llama.cpp", "mlx"."""
     task: str = ""
     """Vision's "classify"/"faces"/"ocr", language's "generate"/"embed"; "" for speech."""
+    languages: tuple[str, ...] = ()
+    """What a speech model understands or a voice speaks; () where that does not apply."""
 
 
 class Board(Protocol):

@@ -20,6 +20,8 @@ from lanai.services.speech.types import Segment, TranscribeOptions, Transcript, 
 log = logging.getLogger(__name__)
 MAX_PROMPT_CHARS = 1000
 MAX_BEAM = 10
+LANGUAGES: tuple[str, ...] = tuple(_LANGUAGE_CODES)
+"""The languages multilingual Whisper models understand (ISO 639-1 codes, and "haw", "yue")."""
 
 
 @dataclass(frozen=True)
@@ -65,7 +67,7 @@ class SpeechEngine:
             raise ModelNotFound(f"speech model {quote(name)} is not served by this node; "
                                 f"available: {', '.join(self._models)}")
         language = options.language.strip().lower()
-        if language and language not in _LANGUAGE_CODES:
+        if language and language not in LANGUAGES:
             raise InvalidInput(f"language {quote(options.language)} is not one Whisper knows; use an ISO 639-1 code "
                                "such as en, de or fr, or leave it empty to detect the language")
         if not model.multilingual and (options.translate or language not in ("", "en")):

@@ -16,7 +16,7 @@ from lanai.services.core.hosted import Board, HostedService, ModelFacts
 from lanai.services.core.wire import served_by
 from lanai.services.speech import convert, metrics
 from lanai.services.speech.audio import SAMPLE_RATE, Samples, check_pcm, decode_encoded, decode_pcm
-from lanai.services.speech.engine import SpeechEngine
+from lanai.services.speech.engine import LANGUAGES, SpeechEngine
 from lanai.services.speech.streaming import SpeechStream, StreamSettings
 from lanai.services.speech.types import TranscribeOptions, Transcript
 
@@ -36,7 +36,7 @@ class SpeechService(HostedService):
 
     def models(self) -> Sequence[ModelFacts]:
         return [ModelFacts(m.name, m.name == self.engine.default_model, m.source, (m.device,), THROUGHPUT_UNIT,
-                           engine="faster-whisper")
+                           engine="faster-whisper", languages=LANGUAGES if m.multilingual else ("en",))
                 for m in self.engine.models]
 
     def register(self, server: grpc.aio.Server) -> None:

@@ -39,7 +39,7 @@ class VoiceService(HostedService):
 
     def models(self) -> Sequence[ModelFacts]:
         return [ModelFacts(v.name, v.name == self.engine.default_voice, v.source, (self.engine.device_of(v.name),),
-                           THROUGHPUT_UNIT, engine=v.engine) for v in self.engine.voices]
+                           THROUGHPUT_UNIT, engine=v.engine, languages=(v.language,)) for v in self.engine.voices]
 
     def register(self, server: grpc.aio.Server) -> None:
         voice_pb2_grpc.add_VoiceServicer_to_server(VoiceServicer(self), server)

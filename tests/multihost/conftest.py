@@ -395,9 +395,9 @@ class Mesh:
         args += ["--advertise-address", address] if discovery == "mdns" else ["--discovery", discovery]
         return self.start(key, args, node_id)
 
-    def router(self, *, peers: Sequence[str] = (), allow: str = "") -> LanaiProcess:
+    def router(self, *, peers: Sequence[str] = (), allow: str = "", extra: Sequence[str] = ()) -> LanaiProcess:
         args = ["router", "--insecure", "--host", "0.0.0.0", "--port", str(GRPC_PORT), "--metrics-port", "-1",
-                "--node-id", "router", "--grace", "2"]
+                "--node-id", "router", "--grace", "2", *extra]
         if peers:
             args += ["--peers", ",".join(peers)]
         else:  # mDNS on the bridge address only, never on the uplink

@@ -24,15 +24,15 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18lanai/mesh/v1/mesh.proto\x12\rlanai.mesh.v1\"A\n\x0bJoinRequest\x12\x11\n\tinvite_id\x18\x01 \x01(\t\x12\x0e\n\x06secret\x18\x02 \x01(\t\x12\x0f\n\x07\x63sr_pem\x18\x03 \x01(\x0c\"\x96\x01\n\x0cJoinResponse\x12\x17\n\x0f\x63\x65rtificate_pem\x18\x01 \x01(\x0c\x12\x0e\n\x06\x63\x61_pem\x18\x02 \x01(\x0c\x12+\n\x06policy\x18\x03 \x01(\x0b\x32\x1b.lanai.mesh.v1.SignedPolicy\x12\x16\n\x0eissuer_node_id\x18\x04 \x01(\t\x12\x18\n\x10issuer_mesh_port\x18\x05 \x01(\r\"\x1f\n\x0cRenewRequest\x12\x0f\n\x07\x63sr_pem\x18\x01 \x01(\x0c\"(\n\rRenewResponse\x12\x17\n\x0f\x63\x65rtificate_pem\x18\x01 \x01(\x0c\"\x12\n\x10GetPolicyRequest\"/\n\x0cSignedPolicy\x12\x0f\n\x07version\x18\x01 \x01(\x04\x12\x0e\n\x06signed\x18\x02 \x01(\x0c\"8\n\x13OfferPolicyResponse\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x08\x12\x0f\n\x07version\x18\x02 \x01(\x04\"\x11\n\x0f\x44\x65scribeRequest\"?\n\x0b\x41\x63\x63\x65lerator\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x14\n\x0cmemory_bytes\x18\x03 \x01(\x04\"\x7f\n\x08Hardware\x12\n\n\x02os\x18\x01 \x01(\t\x12\x0c\n\x04\x61rch\x18\x02 \x01(\t\x12\x11\n\tcpu_count\x18\x03 \x01(\r\x12\x14\n\x0cmemory_bytes\x18\x04 \x01(\x04\x12\x30\n\x0c\x61\x63\x63\x65lerators\x18\x05 \x03(\x0b\x32\x1a.lanai.mesh.v1.Accelerator\":\n\nThroughput\x12\x0c\n\x04unit\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01\x12\x0f\n\x07samples\x18\x03 \x01(\x04\"\x9b\x01\n\tModelInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\nis_default\x18\x02 \x01(\x08\x12\x0e\n\x06source\x18\x03 \x01(\t\x12\x0f\n\x07\x64\x65vices\x18\x04 \x03(\t\x12-\n\nthroughput\x18\x05 \x01(\x0b\x32\x19.lanai.mesh.v1.Throughput\x12\x0e\n\x06\x65ngine\x18\x06 \x01(\t\x12\x0c\n\x04task\x18\x07 \x01(\t\"}\n\x0bServiceInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x14\n\x0cgrpc_service\x18\x02 \x01(\t\x12\r\n\x05slots\x18\x03 \x01(\r\x12\x11\n\tmax_queue\x18\x04 \x01(\r\x12(\n\x06models\x18\x05 \x03(\x0b\x32\x18.lanai.mesh.v1.ModelInfo\"\xf0\x01\n\x10\x44\x65scribeResponse\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x13\n\x0b\x61pi_version\x18\x03 \x01(\t\x12)\n\x08hardware\x18\x04 \x01(\x0b\x32\x17.lanai.mesh.v1.Hardware\x12,\n\x08services\x18\x05 \x03(\x0b\x32\x1a.lanai.mesh.v1.ServiceInfo\x12\x14\n\x0cmetrics_port\x18\x06 \x01(\r\x12\x10\n\x08\x64raining\x18\x07 \x01(\x08\x12\x0f\n\x07mesh_id\x18\x08 \x01(\t\x12\x13\n\x0b\x63lient_port\x18\t \x01(\r\"(\n\x10WatchLoadRequest\x12\x14\n\x0cheartbeat_ms\x18\x01 \x01(\r\"l\n\tModelLoad\x12\r\n\x05model\x18\x01 \x01(\t\x12\x11\n\tin_flight\x18\x02 \x01(\r\x12\x0e\n\x06queued\x18\x03 \x01(\r\x12-\n\nthroughput\x18\x04 \x01(\x0b\x32\x19.lanai.mesh.v1.Throughput\"\xb7\x01\n\x0bServiceLoad\x12\x0f\n\x07service\x18\x01 \x01(\t\x12\r\n\x05slots\x18\x02 \x01(\r\x12\x11\n\tin_flight\x18\x03 \x01(\r\x12\x0e\n\x06queued\x18\x04 \x01(\r\x12\x11\n\tmax_queue\x18\x05 \x01(\r\x12\x12\n\nfree_slots\x18\x06 \x01(\r\x12\x14\n\x0copen_streams\x18\x07 \x01(\r\x12(\n\x06models\x18\x08 \x03(\x0b\x32\x18.lanai.mesh.v1.ModelLoad\"\x98\x01\n\nLoadReport\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x10\n\x08sequence\x18\x02 \x01(\x04\x12\x0f\n\x07unix_ms\x18\x03 \x01(\x04\x12,\n\x08services\x18\x04 \x03(\x0b\x32\x1a.lanai.mesh.v1.ServiceLoad\x12\x10\n\x08\x64raining\x18\x05 \x01(\x08\x12\x16\n\x0epolicy_version\x18\x06 \x01(\x04\"\x81\x02\n\tNodeEntry\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\x12\'\n\x05state\x18\x03 \x01(\x0e\x32\x18.lanai.mesh.v1.NodeState\x12\x14\n\x0cstate_reason\x18\x04 \x01(\t\x12\x15\n\rdiscovered_by\x18\x05 \x01(\t\x12\x34\n\x0b\x64\x65scription\x18\x06 \x01(\x0b\x32\x1f.lanai.mesh.v1.DescribeResponse\x12,\n\tlast_load\x18\x07 \x01(\x0b\x32\x19.lanai.mesh.v1.LoadReport\x12\x18\n\x10router_in_flight\x18\x08 \x01(\r\"9\n\x10ListNodesRequest\x12\x0f\n\x07service\x18\x01 \x01(\t\x12\x14\n\x0cinclude_down\x18\x02 \x01(\x08\"O\n\x11ListNodesResponse\x12\x11\n\trouter_id\x18\x01 \x01(\t\x12\'\n\x05nodes\x18\x02 \x03(\x0b\x32\x18.lanai.mesh.v1.NodeEntry*\xe2\x01\n\tNodeState\x12\x1a\n\x16NODE_STATE_UNSPECIFIED\x10\x00\x12\x11\n\rNODE_STATE_UP\x10\x01\x12\x16\n\x12NODE_STATE_SUSPECT\x10\x02\x12\x13\n\x0fNODE_STATE_DOWN\x10\x03\x12\x16\n\x12NODE_STATE_REFUSED\x10\x04\x12\x17\n\x13NODE_STATE_DRAINING\x10\x05\x12\x18\n\x14NODE_STATE_UNTRUSTED\x10\x06\x12\x16\n\x12NODE_STATE_FOREIGN\x10\x07\x12\x16\n\x12NODE_STATE_REVOKED\x10\x08\x32\x9e\x01\n\x04Node\x12K\n\x08\x44\x65scribe\x12\x1e.lanai.mesh.v1.DescribeRequest\x1a\x1f.lanai.mesh.v1.DescribeResponse\x12I\n\tWatchLoad\x12\x1f.lanai.mesh.v1.WatchLoadRequest\x1a\x19.lanai.mesh.v1.LoadReport0\x01\x32V\n\x04Mesh\x12N\n\tListNodes\x12\x1f.lanai.mesh.v1.ListNodesRequest\x1a .lanai.mesh.v1.ListNodesResponse2\xac\x02\n\nMembership\x12?\n\x04Join\x12\x1a.lanai.mesh.v1.JoinRequest\x1a\x1b.lanai.mesh.v1.JoinResponse\x12\x42\n\x05Renew\x12\x1b.lanai.mesh.v1.RenewRequest\x1a\x1c.lanai.mesh.v1.RenewResponse\x12I\n\tGetPolicy\x12\x1f.lanai.mesh.v1.GetPolicyRequest\x1a\x1b.lanai.mesh.v1.SignedPolicy\x12N\n\x0bOfferPolicy\x12\x1b.lanai.mesh.v1.SignedPolicy\x1a\".lanai.mesh.v1.OfferPolicyResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18lanai/mesh/v1/mesh.proto\x12\rlanai.mesh.v1\"A\n\x0bJoinRequest\x12\x11\n\tinvite_id\x18\x01 \x01(\t\x12\x0e\n\x06secret\x18\x02 \x01(\t\x12\x0f\n\x07\x63sr_pem\x18\x03 \x01(\x0c\"\x96\x01\n\x0cJoinResponse\x12\x17\n\x0f\x63\x65rtificate_pem\x18\x01 \x01(\x0c\x12\x0e\n\x06\x63\x61_pem\x18\x02 \x01(\x0c\x12+\n\x06policy\x18\x03 \x01(\x0b\x32\x1b.lanai.mesh.v1.SignedPolicy\x12\x16\n\x0eissuer_node_id\x18\x04 \x01(\t\x12\x18\n\x10issuer_mesh_port\x18\x05 \x01(\r\"\x1f\n\x0cRenewRequest\x12\x0f\n\x07\x63sr_pem\x18\x01 \x01(\x0c\"(\n\rRenewResponse\x12\x17\n\x0f\x63\x65rtificate_pem\x18\x01 \x01(\x0c\"\x12\n\x10GetPolicyRequest\"/\n\x0cSignedPolicy\x12\x0f\n\x07version\x18\x01 \x01(\x04\x12\x0e\n\x06signed\x18\x02 \x01(\x0c\"8\n\x13OfferPolicyResponse\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x08\x12\x0f\n\x07version\x18\x02 \x01(\x04\"\x11\n\x0f\x44\x65scribeRequest\"?\n\x0b\x41\x63\x63\x65lerator\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x14\n\x0cmemory_bytes\x18\x03 \x01(\x04\"\x7f\n\x08Hardware\x12\n\n\x02os\x18\x01 \x01(\t\x12\x0c\n\x04\x61rch\x18\x02 \x01(\t\x12\x11\n\tcpu_count\x18\x03 \x01(\r\x12\x14\n\x0cmemory_bytes\x18\x04 \x01(\x04\x12\x30\n\x0c\x61\x63\x63\x65lerators\x18\x05 \x03(\x0b\x32\x1a.lanai.mesh.v1.Accelerator\":\n\nThroughput\x12\x0c\n\x04unit\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01\x12\x0f\n\x07samples\x18\x03 \x01(\x04\"\xae\x01\n\tModelInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\nis_default\x18\x02 \x01(\x08\x12\x0e\n\x06source\x18\x03 \x01(\t\x12\x0f\n\x07\x64\x65vices\x18\x04 \x03(\t\x12-\n\nthroughput\x18\x05 \x01(\x0b\x32\x19.lanai.mesh.v1.Throughput\x12\x0e\n\x06\x65ngine\x18\x06 \x01(\t\x12\x0c\n\x04task\x18\x07 \x01(\t\x12\x11\n\tlanguages\x18\x08 \x03(\t\"}\n\x0bServiceInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x14\n\x0cgrpc_service\x18\x02 \x01(\t\x12\r\n\x05slots\x18\x03 \x01(\r\x12\x11\n\tmax_queue\x18\x04 \x01(\r\x12(\n\x06models\x18\x05 \x03(\x0b\x32\x18.lanai.mesh.v1.ModelInfo\"\xf0\x01\n\x10\x44\x65scribeResponse\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x13\n\x0b\x61pi_version\x18\x03 \x01(\t\x12)\n\x08hardware\x18\x04 \x01(\x0b\x32\x17.lanai.mesh.v1.Hardware\x12,\n\x08services\x18\x05 \x03(\x0b\x32\x1a.lanai.mesh.v1.ServiceInfo\x12\x14\n\x0cmetrics_port\x18\x06 \x01(\r\x12\x10\n\x08\x64raining\x18\x07 \x01(\x08\x12\x0f\n\x07mesh_id\x18\x08 \x01(\t\x12\x13\n\x0b\x63lient_port\x18\t \x01(\r\"(\n\x10WatchLoadRequest\x12\x14\n\x0cheartbeat_ms\x18\x01 \x01(\r\"l\n\tModelLoad\x12\r\n\x05model\x18\x01 \x01(\t\x12\x11\n\tin_flight\x18\x02 \x01(\r\x12\x0e\n\x06queued\x18\x03 \x01(\r\x12-\n\nthroughput\x18\x04 \x01(\x0b\x32\x19.lanai.mesh.v1.Throughput\"\xb7\x01\n\x0bServiceLoad\x12\x0f\n\x07service\x18\x01 \x01(\t\x12\r\n\x05slots\x18\x02 \x01(\r\x12\x11\n\tin_flight\x18\x03 \x01(\r\x12\x0e\n\x06queued\x18\x04 \x01(\r\x12\x11\n\tmax_queue\x18\x05 \x01(\r\x12\x12\n\nfree_slots\x18\x06 \x01(\r\x12\x14\n\x0copen_streams\x18\x07 \x01(\r\x12(\n\x06models\x18\x08 \x03(\x0b\x32\x18.lanai.mesh.v1.ModelLoad\"\x98\x01\n\nLoadReport\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x10\n\x08sequence\x18\x02 \x01(\x04\x12\x0f\n\x07unix_ms\x18\x03 \x01(\x04\x12,\n\x08services\x18\x04 \x03(\x0b\x32\x1a.lanai.mesh.v1.ServiceLoad\x12\x10\n\x08\x64raining\x18\x05 \x01(\x08\x12\x16\n\x0epolicy_version\x18\x06 \x01(\x04\"\x81\x02\n\tNodeEntry\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\x12\'\n\x05state\x18\x03 \x01(\x0e\x32\x18.lanai.mesh.v1.NodeState\x12\x14\n\x0cstate_reason\x18\x04 \x01(\t\x12\x15\n\rdiscovered_by\x18\x05 \x01(\t\x12\x34\n\x0b\x64\x65scription\x18\x06 \x01(\x0b\x32\x1f.lanai.mesh.v1.DescribeResponse\x12,\n\tlast_load\x18\x07 \x01(\x0b\x32\x19.lanai.mesh.v1.LoadReport\x12\x18\n\x10router_in_flight\x18\x08 \x01(\r\"9\n\x10ListNodesRequest\x12\x0f\n\x07service\x18\x01 \x01(\t\x12\x14\n\x0cinclude_down\x18\x02 \x01(\x08\"O\n\x11ListNodesResponse\x12\x11\n\trouter_id\x18\x01 \x01(\t\x12\'\n\x05nodes\x18\x02 \x03(\x0b\x32\x18.lanai.mesh.v1.NodeEntry*\xe2\x01\n\tNodeState\x12\x1a\n\x16NODE_STATE_UNSPECIFIED\x10\x00\x12\x11\n\rNODE_STATE_UP\x10\x01\x12\x16\n\x12NODE_STATE_SUSPECT\x10\x02\x12\x13\n\x0fNODE_STATE_DOWN\x10\x03\x12\x16\n\x12NODE_STATE_REFUSED\x10\x04\x12\x17\n\x13NODE_STATE_DRAINING\x10\x05\x12\x18\n\x14NODE_STATE_UNTRUSTED\x10\x06\x12\x16\n\x12NODE_STATE_FOREIGN\x10\x07\x12\x16\n\x12NODE_STATE_REVOKED\x10\x08\x32\x9e\x01\n\x04Node\x12K\n\x08\x44\x65scribe\x12\x1e.lanai.mesh.v1.DescribeRequest\x1a\x1f.lanai.mesh.v1.DescribeResponse\x12I\n\tWatchLoad\x12\x1f.lanai.mesh.v1.WatchLoadRequest\x1a\x19.lanai.mesh.v1.LoadReport0\x01\x32V\n\x04Mesh\x12N\n\tListNodes\x12\x1f.lanai.mesh.v1.ListNodesRequest\x1a .lanai.mesh.v1.ListNodesResponse2\xac\x02\n\nMembership\x12?\n\x04Join\x12\x1a.lanai.mesh.v1.JoinRequest\x1a\x1b.lanai.mesh.v1.JoinResponse\x12\x42\n\x05Renew\x12\x1b.lanai.mesh.v1.RenewRequest\x1a\x1c.lanai.mesh.v1.RenewResponse\x12I\n\tGetPolicy\x12\x1f.lanai.mesh.v1.GetPolicyRequest\x1a\x1b.lanai.mesh.v1.SignedPolicy\x12N\n\x0bOfferPolicy\x12\x1b.lanai.mesh.v1.SignedPolicy\x1a\".lanai.mesh.v1.OfferPolicyResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'lanai.api.mesh.v1.mesh_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_NODESTATE']._serialized_start=2160
-  _globals['_NODESTATE']._serialized_end=2386
+  _globals['_NODESTATE']._serialized_start=2179
+  _globals['_NODESTATE']._serialized_end=2405
   _globals['_JOINREQUEST']._serialized_start=43
   _globals['_JOINREQUEST']._serialized_end=108
   _globals['_JOINRESPONSE']._serialized_start=111
@@ -56,29 +56,29 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_THROUGHPUT']._serialized_start=678
   _globals['_THROUGHPUT']._serialized_end=736
   _globals['_MODELINFO']._serialized_start=739
-  _globals['_MODELINFO']._serialized_end=894
-  _globals['_SERVICEINFO']._serialized_start=896
-  _globals['_SERVICEINFO']._serialized_end=1021
-  _globals['_DESCRIBERESPONSE']._serialized_start=1024
-  _globals['_DESCRIBERESPONSE']._serialized_end=1264
-  _globals['_WATCHLOADREQUEST']._serialized_start=1266
-  _globals['_WATCHLOADREQUEST']._serialized_end=1306
-  _globals['_MODELLOAD']._serialized_start=1308
-  _globals['_MODELLOAD']._serialized_end=1416
-  _globals['_SERVICELOAD']._serialized_start=1419
-  _globals['_SERVICELOAD']._serialized_end=1602
-  _globals['_LOADREPORT']._serialized_start=1605
-  _globals['_LOADREPORT']._serialized_end=1757
-  _globals['_NODEENTRY']._serialized_start=1760
-  _globals['_NODEENTRY']._serialized_end=2017
-  _globals['_LISTNODESREQUEST']._serialized_start=2019
-  _globals['_LISTNODESREQUEST']._serialized_end=2076
-  _globals['_LISTNODESRESPONSE']._serialized_start=2078
-  _globals['_LISTNODESRESPONSE']._serialized_end=2157
-  _globals['_NODE']._serialized_start=2389
-  _globals['_NODE']._serialized_end=2547
-  _globals['_MESH']._serialized_start=2549
-  _globals['_MESH']._serialized_end=2635
-  _globals['_MEMBERSHIP']._serialized_start=2638
-  _globals['_MEMBERSHIP']._serialized_end=2938
+  _globals['_MODELINFO']._serialized_end=913
+  _globals['_SERVICEINFO']._serialized_start=915
+  _globals['_SERVICEINFO']._serialized_end=1040
+  _globals['_DESCRIBERESPONSE']._serialized_start=1043
+  _globals['_DESCRIBERESPONSE']._serialized_end=1283
+  _globals['_WATCHLOADREQUEST']._serialized_start=1285
+  _globals['_WATCHLOADREQUEST']._serialized_end=1325
+  _globals['_MODELLOAD']._serialized_start=1327
+  _globals['_MODELLOAD']._serialized_end=1435
+  _globals['_SERVICELOAD']._serialized_start=1438
+  _globals['_SERVICELOAD']._serialized_end=1621
+  _globals['_LOADREPORT']._serialized_start=1624
+  _globals['_LOADREPORT']._serialized_end=1776
+  _globals['_NODEENTRY']._serialized_start=1779
+  _globals['_NODEENTRY']._serialized_end=2036
+  _globals['_LISTNODESREQUEST']._serialized_start=2038
+  _globals['_LISTNODESREQUEST']._serialized_end=2095
+  _globals['_LISTNODESRESPONSE']._serialized_start=2097
+  _globals['_LISTNODESRESPONSE']._serialized_end=2176
+  _globals['_NODE']._serialized_start=2408
+  _globals['_NODE']._serialized_end=2566
+  _globals['_MESH']._serialized_start=2568
+  _globals['_MESH']._serialized_end=2654
+  _globals['_MEMBERSHIP']._serialized_start=2657
+  _globals['_MEMBERSHIP']._serialized_end=2957
 # @@protoc_insertion_point(module_scope)

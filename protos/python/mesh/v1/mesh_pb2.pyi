@@ -123,7 +123,7 @@ class Throughput(_message.Message):
     def __init__(self, unit: _Optional[str] = ..., value: _Optional[float] = ..., samples: _Optional[int] = ...) -> None: ...
 
 class ModelInfo(_message.Message):
-    __slots__ = ("name", "is_default", "source", "devices", "throughput", "engine", "task")
+    __slots__ = ("name", "is_default", "source", "devices", "throughput", "engine", "task", "languages")
     NAME_FIELD_NUMBER: _ClassVar[int]
     IS_DEFAULT_FIELD_NUMBER: _ClassVar[int]
     SOURCE_FIELD_NUMBER: _ClassVar[int]
@@ -131,6 +131,7 @@ class ModelInfo(_message.Message):
     THROUGHPUT_FIELD_NUMBER: _ClassVar[int]
     ENGINE_FIELD_NUMBER: _ClassVar[int]
     TASK_FIELD_NUMBER: _ClassVar[int]
+    LANGUAGES_FIELD_NUMBER: _ClassVar[int]
     name: str
     is_default: bool
     source: str
@@ -138,7 +139,8 @@ class ModelInfo(_message.Message):
     throughput: Throughput
     engine: str
     task: str
-    def __init__(self, name: _Optional[str] = ..., is_default: _Optional[bool] = ..., source: _Optional[str] = ..., devices: _Optional[_Iterable[str]] = ..., throughput: _Optional[_Union[Throughput, _Mapping]] = ..., engine: _Optional[str] = ..., task: _Optional[str] = ...) -> None: ...
+    languages: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, name: _Optional[str] = ..., is_default: _Optional[bool] = ..., source: _Optional[str] = ..., devices: _Optional[_Iterable[str]] = ..., throughput: _Optional[_Union[Throughput, _Mapping]] = ..., engine: _Optional[str] = ..., task: _Optional[str] = ..., languages: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ServiceInfo(_message.Message):
     __slots__ = ("name", "grpc_service", "slots", "max_queue", "models")
