@@ -56,11 +56,11 @@ class Doors:
 
     async def _open_wyoming(self, node: Node) -> None:
         from lanai.mesh.doors.wyoming_door import WyomingServer
-        from lanai.mesh.premises import DEFAULT_ALLOWED, Premises
+        from lanai.mesh.premises import Premises
         config = node.config
         assert config.wyoming_port is not None
         keyed = node.trust is not None and config.security.require_keys
-        allow = config.wyoming_allow or (("127.0.0.0/8", "::1/128") if keyed else DEFAULT_ALLOWED)
+        allow = wyoming_allow(config.wyoming_allow, keyed=keyed)
         server = WyomingServer(self.upstream, config.host, config.wyoming_port, allow=Premises.parse(allow),
                                max_payload=config.max_message_bytes, node_id=node.node_id)
         await server.start()
@@ -77,3 +77,14 @@ class Doors:
             if door is not None:
                 await door.stop()
         await self.upstream.close()
+
+
+LOOPBACK = ("127.0.0.0/8", "::1/128")
+
+
+def wyoming_allow(asked: tuple[str, ...], *, keyed: bool) -> tuple[str, ...]:
+    """Who may connect to the Wyoming door, which has no keys: whom the operator named; else only
+    this machine on a node that requires keys (naming Home Assistant's address is a decision),
+    else the premises' private networks."""
+    from lanai.mesh.premises import DEFAULT_ALLOWED
+    return asked or (LOOPBACK if keyed else DEFAULT_ALLOWED)

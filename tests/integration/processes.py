@@ -18,9 +18,10 @@ LANAI = [sys.executable, "-m", "lanai.mesh.cli"]
 
 class LanaiProcess:
     def __init__(self, proc: asyncio.subprocess.Process, address: str, node_id: str, mesh_port: int = 0,
-                 metrics_port: int = 0) -> None:
+                 metrics_port: int = 0, http_port: int = 0, wyoming_port: int = 0) -> None:
         self.proc, self.address, self.node_id = proc, address, node_id
         self.mesh_port, self.metrics_port = mesh_port, metrics_port
+        self.http_port, self.wyoming_port = http_port, wyoming_port
 
     @property
     def mesh_address(self) -> str:
@@ -55,8 +56,8 @@ async def start(*args: str, home: Path, env: dict[str, str | None] | None = None
         proc.kill()
         raise AssertionError(f"lanai {' '.join(args)} did not start: {line!r}")
     ports = dict(re.findall(r"(\w+_port)=(\d+)", line))
-    return LanaiProcess(proc, match.group(2), match.group(1), int(ports.get("mesh_port", 0)),
-                        int(ports.get("metrics_port", 0)))
+    return LanaiProcess(proc, match.group(2), match.group(1), *(int(ports.get(f"{name}_port", 0))
+                                                                for name in ("mesh", "metrics", "http", "wyoming")))
 
 
 def free_port(host: str = "127.0.0.1") -> int:

@@ -9,6 +9,7 @@ import asyncio
 import base64
 import dataclasses
 import datetime as dt
+import http.client
 import json
 import os
 import re
@@ -145,7 +146,8 @@ async def site(lanai_home: Path, tmp_path_factory: pytest.TempPathFactory) -> As
     processes: list[LanaiProcess] = []
     try:
         a = await start("node", *speech_args("127.0.0.1", "--node-id", "trust-a", "--mesh-port", "0", "--peers", peers,
-                                             "--metrics-token", METRICS_TOKEN), home=ha)
+                                             "--metrics-token", METRICS_TOKEN, "--http-port", "0",
+                                             "--wyoming-port", "0"), home=ha)
         processes.append(a)
         token = await invite(ha)
         b = await start("node", *speech_args("127.0.0.2", "--node-id", "trust-b", "--no-router", "--discovery", "none",
@@ -446,3 +448,54 @@ async def test_revoked_key_and_node(site: Site, hello: bytes) -> None:
     with pytest.raises(grpc.aio.AioRpcError) as refused:
         await renew_through_issuer(trust.dir, trust, pki.new_csr(pki.new_key(), "trust-b"))
     assert refused.value.code() is grpc.StatusCode.PERMISSION_DENIED and "revoked" in (refused.value.details() or "")
+
+
+SDK_CALLS = """
+import json, sys, openai
+client = openai.OpenAI(base_url=sys.argv[1], api_key=sys.argv[2], max_retries=0, timeout=60)
+out = {}
+try:
+    out["models"] = sorted(m.id for m in client.models.list().data)
+    with open(sys.argv[3], "rb") as wav:
+        out["text"] = client.audio.transcriptions.create(model="whisper-1", file=wav).text
+except openai.APIStatusError as exc:
+    out["status"], out["error"] = exc.status_code, exc.body
+print(json.dumps(out))
+"""
+
+
+async def test_http_door_is_https_with_the_mesh_ca_and_wants_a_key(site: Site, hello: bytes) -> None:
+    """The `openai` SDK the way docs/doors.md says to point it at a keyed LAN node: the mesh CA in
+    SSL_CERT_FILE and the API key as api_key."""
+    ca, wav = site.tmp / "door-ca.pem", site.tmp / "door-hello.wav"
+    ca.write_bytes(site.ca)
+    wav.write_bytes(hello)
+    url = f"https://127.0.0.1:{site.a.http_port}/v1"
+
+    async def sdk(key: str) -> dict[str, object]:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", SDK_CALLS, url, key, str(wav), env={**os.environ, "SSL_CERT_FILE": str(ca)},
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        out, err = await asyncio.wait_for(proc.communicate(), 120)
+        assert proc.returncode == 0, err.decode()
+        return json.loads(out)  # type: ignore[no-any-return]
+
+    good = await sdk(site.key)
+    assert "tiny.en" in good["models"] and "office" in str(good["text"]).lower(), good
+    for key in ("", "lanai_not-a-key"):
+        refused = await sdk(key or "unset")
+        assert refused["status"] == 401, refused
+        assert refused["error"]["type"] == "authentication_error"  # type: ignore[index]
+    # The door speaks only TLS here: a plaintext request gets no HTTP answer.
+    with pytest.raises((urllib.error.URLError, ConnectionError, http.client.HTTPException)):
+        urllib.request.urlopen(f"http://127.0.0.1:{site.a.http_port}/v1/models", timeout=10)
+
+
+async def test_wyoming_answers_on_a_keyed_node_from_loopback(site: Site, hello: bytes) -> None:
+    from wyoming.client import AsyncTcpClient
+    from wyoming.info import Describe, Info
+    async with AsyncTcpClient("127.0.0.1", site.a.wyoming_port) as client:
+        await client.write_event(Describe().event())
+        event = await asyncio.wait_for(client.read_event(), 30)
+    assert event is not None and Info.is_type(event.type), event
+    assert [m.name for p in Info.from_event(event).asr for m in p.models] == ["tiny.en"]
