@@ -18,8 +18,8 @@ wanted=(libopenblas0-pthread libgl1 libglib2.0-0 espeak-ng)
 if [[ $dev == 1 ]]; then
   # espeak-ng also speaks the test audio, sox converts it, iproute2 makes test hosts (network namespaces),
   # prometheus and docker-compose check the dashboard queries and the compose file, tcpdump proves what
-  # crosses the test bridge (never a transcript or a prompt in the clear).
-  wanted+=(espeak-ng sox iproute2 prometheus docker-compose tcpdump)
+  # crosses the test bridge (never a transcript or a prompt in the clear), chromium loads the console.
+  wanted+=(espeak-ng sox iproute2 prometheus docker-compose tcpdump chromium)
 fi
 apt_packages=()
 if command -v dpkg-query >/dev/null; then
