@@ -68,16 +68,17 @@ READY = re.compile(r" ready on \S+:(\d+)")
 
 @contextlib.asynccontextmanager
 async def node_process(node_args: Sequence[str], log_path: Path, *, start_timeout_s: float = 180.0,
-                       stop_timeout_s: float = 20.0) -> AsyncIterator[tuple[int, asyncio.subprocess.Process]]:
+                       stop_timeout_s: float = 20.0, ready_line: list[str] | None = None
+                       ) -> AsyncIterator[tuple[int, asyncio.subprocess.Process]]:
     """`lanai --log-level WARNING node NODE_ARGS` in its own process (so the node and the
     benchmark's client do not share a GIL), its log in `log_path`. Yields its gRPC port and the
     process once it is ready; on exit SIGTERM, then SIGKILL after `stop_timeout_s`, also on
-    errors and Ctrl-C."""
+    errors and Ctrl-C. `ready_line`, if given, gets the ready line (it names the other ports)."""
     with log_path.open("wb") as log:
         proc = await asyncio.create_subprocess_exec(*LANAI, "--log-level", "WARNING", "node", "--insecure", *node_args,
                                                     stdout=asyncio.subprocess.PIPE, stderr=log)
         try:
-            yield await _wait_ready(proc, log_path, start_timeout_s), proc
+            yield await _wait_ready(proc, log_path, start_timeout_s, ready_line), proc
         finally:
             if proc.returncode is None:
                 proc.send_signal(signal.SIGTERM)
@@ -88,7 +89,8 @@ async def node_process(node_args: Sequence[str], log_path: Path, *, start_timeou
                     await proc.wait()
 
 
-async def _wait_ready(proc: asyncio.subprocess.Process, log_path: Path, timeout_s: float) -> int:
+async def _wait_ready(proc: asyncio.subprocess.Process, log_path: Path, timeout_s: float,
+                      ready_line: list[str] | None = None) -> int:
     assert proc.stdout is not None
     deadline = time.monotonic() + timeout_s
     while (left := deadline - time.monotonic()) > 0:
@@ -99,6 +101,8 @@ async def _wait_ready(proc: asyncio.subprocess.Process, log_path: Path, timeout_
         if not line:  # exited
             break
         if match := READY.search(line):
+            if ready_line is not None:
+                ready_line.append(line)
             return int(match.group(1))
     await asyncio.sleep(0.2)  # let a dying process finish its log
     tail = log_path.read_text(errors="replace")[-2000:]
