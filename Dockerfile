@@ -48,7 +48,7 @@ RUN mkdir -m 0700 /var/lib/lanai/mesh
 
 # Client gRPC (services, health, reflection; TLS), the mesh port (mutual TLS between members) and
 # Prometheus /metrics (plain HTTP).
-EXPOSE 50051 50052 9464
+EXPOSE 50051 50052 9464 8080 10300
 ENTRYPOINT ["lanai"]
 # One container, everything: a node with speech, vision and language that also routes. In a container 127.0.0.1 is
 # unreachable from outside, so it listens on every interface (`lanai up` serves plaintext, which lanai allows on

@@ -130,6 +130,8 @@ def test_every_lanai_command_is_accepted_by_lanai(variant: str) -> None:
             f"{name}: in a container (or on a LAN) only 0.0.0.0 is reachable from the other processes"
         assert not args.insecure and config.security.client_tls, f"{name}: a secure mesh, TLS on the client port"
         assert config.mesh_port not in (0, config.port), name
+        # The doors are the router's: a node's own door would only reach that node's services.
+        assert (config.http_port, config.wyoming_port) == ((8080, 10300) if name == "router" else (None, None)), name
         for spec in config.config_of("speech").models:
             assert models.embedded(spec) is not None, f"{name} serves {spec!r}, which is no embedded model"
 
@@ -144,7 +146,8 @@ def test_only_the_demo_router_is_open(variant: str) -> None:
         open_door = variant == "base" and name == "router"
         assert security.require_keys is not open_door, name
     if variant == "base":
-        assert published(services("base")["router"]) == ["127.0.0.1:50051:50051/tcp"]
+        assert published(services("base")["router"]) == ["127.0.0.1:50051:50051/tcp", "127.0.0.1:8080:8080/tcp",
+                                                         "127.0.0.1:10300:10300/tcp"]
 
 
 @needs_compose
@@ -232,7 +235,7 @@ def test_demo_listens_on_localhost_only() -> None:
         for spec in published(service):
             assert spec.startswith("127.0.0.1:"), f"{name} publishes {spec} on every interface of the host"
             ports.setdefault(name, []).append(spec.split(":")[1])
-    assert ports == {"router": ["50051"], "prometheus": ["9090"], "grafana": ["3000"]}
+    assert ports == {"router": ["50051", "8080", "10300"], "prometheus": ["9090"], "grafana": ["3000"]}
 
 
 @needs_compose
@@ -243,7 +246,7 @@ def test_lan_override_uses_host_networking_and_mdns() -> None:
         args = parse(command(service))
         assert service.get("network_mode") == "host", f"{name}: mDNS needs host networking on Linux"
         assert args.discovery == "mdns" and not args.peers, name
-        taken += [args.port, args.mesh_port, args.metrics_port]
+        taken += [p for p in (args.port, args.mesh_port, args.metrics_port, args.http_port, args.wyoming_port) if p >= 0]
         # A machine joining this mesh passes its invite through (`LANAI_JOIN=TOKEN docker-compose ... up`).
         assert service.get("environment", {}).get("LANAI_JOIN") == "", name
     assert len(taken) == len(set(taken)), f"host-networked processes share a port: {taken}"

@@ -37,7 +37,7 @@ from lanai.mesh.security.store import MeshDir  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "helm" / "lanai"
-GRPC, MESH, METRICS = 50051, 50052, 9464
+GRPC, MESH, METRICS, HTTP, WYOMING = 50051, 50052, 9464, 8080, 10300
 RELEASE = "demo"
 CA_SECRET = "lanai-mesh-ca"
 SECURE = {"mesh": {"caSecret": CA_SECRET}}
@@ -73,12 +73,13 @@ SCENARIOS: dict[str, tuple[dict[str, Any], str]] = {
         "fullnameOverride": "mesh",
         "clusterDomain": "k8s.internal",
         "grace": 120,
-        "router": {"replicas": 2, "service": {"type": "LoadBalancer", "nodePorts": {"grpc": 30051},
+        "router": {"replicas": 2, "service": {"type": "LoadBalancer", "nodePorts": {"grpc": 30051, "http": 30080},
                                                "loadBalancerSourceRanges": ["192.168.0.0/16"]}},
+        "doors": {"wyoming": {"enabled": True, "allow": "192.168.0.0/16"}},
         "metrics": {"serviceMonitor": {"enabled": True, "labels": {"release": "kube-prometheus-stack"}}},
         "grafana": {"dashboard": {"enabled": True, "annotations": {"grafana_folder": "lanai"}}},
     }, "monitoring"),
-    "insecure-lab": ({"mesh": {"insecure": True}}, "lab"),
+    "insecure-lab": ({"mesh": {"insecure": True}, "doors": {"http": {"enabled": False}}}, "lab"),
 }
 
 
@@ -227,16 +228,26 @@ def test_deployment_selectors_match_their_pods_only(rendered: Rendered) -> None:
 
 # --- ports, probes, services ------------------------------------------------------------------
 
+def doors(values: dict[str, Any]) -> set[str]:
+    """The doors the router serves under these values (HTTP by default, Wyoming when asked)."""
+    asked = values.get("doors", {})
+    return ({"http"} if asked.get("http", {}).get("enabled", True) else set()) | \
+        ({"wyoming"} if asked.get("wyoming", {}).get("enabled", False) else set())
+
+
 def test_containers_expose_grpc_mesh_and_metrics(rendered: Rendered) -> None:
     for dep in rendered.kind("Deployment"):
         ports = {p["name"]: p for p in container(dep)["ports"]}
         assert ports["grpc"]["containerPort"] == GRPC
         assert ports["metrics"]["containerPort"] == METRICS
+        extra = doors(rendered.values) if dep is rendered.router else set()  # nodes serve no door
         if secure(rendered.values):
             assert ports["mesh"]["containerPort"] == MESH
-            assert set(ports) == {"grpc", "mesh", "metrics"}
+            assert set(ports) == {"grpc", "mesh", "metrics"} | extra
         else:
-            assert set(ports) == {"grpc", "metrics"}, "an --insecure process has no mesh port"
+            assert set(ports) == {"grpc", "metrics"} | extra, "an --insecure process has no mesh port"
+        for name, number in (("http", HTTP), ("wyoming", WYOMING)):
+            assert name not in ports or ports[name]["containerPort"] == number
         assert {p["protocol"] for p in ports.values()} == {"TCP"}
 
 
@@ -280,6 +291,12 @@ def test_router_service(rendered: Rendered) -> None:
     ports = service_ports(svc)
     assert (ports["grpc"]["port"], ports["grpc"]["targetPort"]) == (GRPC, "grpc")
     assert (ports["metrics"]["port"], ports["metrics"]["targetPort"]) == (METRICS, "metrics")
+    assert set(ports) == {"grpc", "metrics"} | doors(rendered.values)
+    if "http" in ports:
+        assert (ports["http"]["port"], ports["http"]["targetPort"]) == (HTTP, "http")
+        assert ports["http"]["appProtocol"] == ("https" if secure(rendered.values) else "http")
+    if "wyoming" in ports:
+        assert (ports["wyoming"]["port"], ports["wyoming"]["targetPort"]) == (WYOMING, "wyoming")
     assert selects(svc["spec"]["selector"], pod_labels(router))
     for node in rendered.deployments("node"):
         assert not selects(svc["spec"]["selector"], pod_labels(node))
@@ -385,6 +402,12 @@ def test_every_command_line_parses_with_lanai_argparse(rendered: Rendered) -> No
             assert "--open" not in c["args"] or component == "router"
         else:
             assert "--open" not in c["args"] and "--mesh-port" not in c["args"]
+        served = doors(rendered.values) if component == "router" else set()
+        assert config.http_port == (HTTP if "http" in served else None), component
+        assert config.wyoming_port == (WYOMING if "wyoming" in served else None), component
+        if "wyoming" in served:
+            allow = rendered.values["doors"]["wyoming"].get("allow", "")
+            assert config.wyoming_allow == tuple(a for a in allow.split(",") if a)
         if component == "router":
             assert config.services == ()
             assert (config.mesh.discovery, config.mesh.router) == ("dns", True)

@@ -183,18 +183,29 @@ livenessProbe:
 Container ports of a lanai container.
 */}}
 {{- define "lanai.containerPorts" -}}
+{{- $v := .ctx.Values -}}
 ports:
   - name: grpc
-    containerPort: {{ .Values.ports.grpc }}
+    containerPort: {{ $v.ports.grpc }}
     protocol: TCP
-  {{- if not .Values.mesh.insecure }}
+  {{- if not $v.mesh.insecure }}
   - name: mesh
-    containerPort: {{ .Values.ports.mesh }}
+    containerPort: {{ $v.ports.mesh }}
     protocol: TCP
   {{- end }}
   - name: metrics
-    containerPort: {{ .Values.ports.metrics }}
+    containerPort: {{ $v.ports.metrics }}
     protocol: TCP
+  {{- if and .doors $v.doors.http.enabled }}
+  - name: http
+    containerPort: {{ $v.ports.http }}
+    protocol: TCP
+  {{- end }}
+  {{- if and .doors $v.doors.wyoming.enabled }}
+  - name: wyoming
+    containerPort: {{ $v.ports.wyoming }}
+    protocol: TCP
+  {{- end }}
 {{- end }}
 
 {{/*
