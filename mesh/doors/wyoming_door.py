@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,6 +48,10 @@ PROGRAM = "lanai"
 LANAI = Attribution(name="lanai", url="")  # no public home page yet; Wyoming requires the field
 SAMPLE_WIDTH = 2  # the voice service sends 16-bit mono PCM
 STREAM_PATH = "/lanai.speech.v1.Speech/StreamTranscribe"
+REQUEST_OF = {"describe": "describe", "transcribe": "transcribe", "audio-start": "transcribe",
+              "audio-chunk": "transcribe", "audio-stop": "transcribe", "synthesize": "synthesize",
+              "synthesize-start": "synthesize", "synthesize-chunk": "synthesize", "synthesize-stop": "synthesize"}
+"""The request an event belongs to, for lanai_wyoming_requests_total."""
 IDLE_S = 300.0
 """A connection that sends nothing for this long is closed (Home Assistant opens one per request)."""
 LINGER_S = 2.0
@@ -106,6 +110,7 @@ class Session:
     async def run(self) -> None:
         peer = self.writer.get_extra_info("peername")
         address = str(peer[0]) if isinstance(peer, tuple) else ""
+        current = ""  # the event being handled, to count a failure against its request
         try:
             if not self.server.allow.allows(address):
                 log.warning("wyoming: refused a connection from %s (not in --wyoming-allow)", address or "unknown")
@@ -115,11 +120,13 @@ class Session:
                 return
             while (event := await asyncio.wait_for(read_event(self.reader, self.server.max_payload),
                                                    IDLE_S)) is not None:
+                current = event.type
                 await self.handle(event.type, event.data, event.payload or b"")
         except (ConnectionError, asyncio.IncompleteReadError, asyncio.TimeoutError):
             pass  # the client went away (or sat idle); its call is cancelled below
         except Exception as error:  # noqa: BLE001 - every failure is answered, then the connection ends
-            await self.fail(error)
+            code = await self.fail(error)
+            metrics.WYOMING_REQUESTS.labels(REQUEST_OF.get(current, "other"), code.name.lower()).inc()
             await self._linger()
         finally:
             if self._utterance is not None:
@@ -141,7 +148,8 @@ class Session:
         async with self._lock:  # transcript chunks come from the reading task
             await async_write_event(message.event(), self.writer)
 
-    async def fail(self, error: BaseException) -> None:
+    async def fail(self, error: BaseException) -> grpc.StatusCode:
+        """Answer with an error event (its code: the gRPC status name); returns the status."""
         if isinstance(error, grpc.aio.AioRpcError):
             code, message = error.code(), error.details() or error.code().name
         else:
@@ -152,10 +160,12 @@ class Session:
             log.info("wyoming: %s: %s", code.name, message)
         with contextlib.suppress(Exception):
             await self.write(Error(text=message, code=code.name.lower()))
+        return code
 
     async def handle(self, kind: str, data: dict[str, Any], payload: bytes) -> None:
         if kind == "describe":
-            await self.counted("describe", self.describe)
+            await self.describe()
+            metrics.WYOMING_REQUESTS.labels("describe", "ok").inc()
         elif kind == "ping":
             await self.write(Pong(text=text_of(data, "text", kind) or None))
         elif kind == "transcribe":
@@ -176,12 +186,13 @@ class Session:
             if self._utterance is None:
                 raise ProtocolError("audio-stop came without audio-start")
             utterance, self._utterance = self._utterance, None
-            await self.counted("transcribe", utterance.finish)
+            await utterance.finish()
+            metrics.WYOMING_REQUESTS.labels("transcribe", "ok").inc()
             self._asked = ("", "")
         elif kind == "synthesize":
             if self._speaking is None:  # while text streams in, this copy is only for old servers
-                speaking = Speaking(self, _voice_of(data, kind))
-                await self.counted("synthesize", lambda: speaking.say(text_of(data, "text", kind, required=True)))
+                await Speaking(self, _voice_of(data, kind)).say(text_of(data, "text", kind, required=True))
+                metrics.WYOMING_REQUESTS.labels("synthesize", "ok").inc()
         elif kind == "synthesize-start":
             self._speaking = Speaking(self, _voice_of(data, kind))
         elif kind == "synthesize-chunk":
@@ -192,8 +203,9 @@ class Session:
             if self._speaking is None:
                 raise ProtocolError("synthesize-stop came without synthesize-start")
             speaking, self._speaking = self._speaking, None
-            await self.counted("synthesize", speaking.finish)
+            await speaking.finish()
             await self.write(SynthesizeStopped())
+            metrics.WYOMING_REQUESTS.labels("synthesize", "ok").inc()
         else:
             log.debug("wyoming: ignored a %s event", kind)  # the protocol says to drop what a server does not know
 
@@ -206,19 +218,6 @@ class Session:
             raise ModelNotFound(f"no node of this mesh serves the speech model {quote(name)}; models: "
                                 f"{', '.join(known) or 'none now'}")
         return name
-
-    async def counted(self, kind: str, work: Callable[[], Awaitable[None]]) -> None:
-        code = "ok"
-        try:
-            await work()
-        except grpc.aio.AioRpcError as error:
-            code = error.code().name.lower()
-            raise
-        except Exception as error:
-            code = status_for(error)[0].name.lower()
-            raise
-        finally:
-            metrics.WYOMING_REQUESTS.labels(kind, code).inc()
 
     async def describe(self) -> None:
         models = await self.upstream.models()

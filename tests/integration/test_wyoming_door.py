@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import pytest_asyncio
+from prometheus_client import REGISTRY
 from wyoming.asr import Transcribe, Transcript, TranscriptChunk, TranscriptStart, TranscriptStop
 from wyoming.audio import AudioChunk, AudioStart, AudioStop
 from wyoming.client import AsyncTcpClient
@@ -108,6 +109,7 @@ async def test_describe_lists_the_mesh_models_and_voices(wyoming_node: Node) -> 
 
 async def test_transcribes_a_wav_the_way_home_assistant_sends_it(wyoming_node: Node, fox_wav: bytes) -> None:
     rate, pcm = wav_pcm(fox_wav)
+    ok = counted("transcribe", "ok")
     at_16k = np.frombuffer(resample(pcm.tobytes(), rate, HA_RATE), "<i2")
     events = await transcribe(wyoming_node, at_16k, HA_RATE, name="tiny.en", language="en")
     kinds = [e.type for e in events]
@@ -118,6 +120,7 @@ async def test_transcribes_a_wav_the_way_home_assistant_sends_it(wyoming_node: N
     assert chunks and "".join(chunks) == transcript.text  # the streamed pieces add up to the whole
     assert transcript.language == "en"
     assert TranscriptStart.is_type(kinds[0]) and TranscriptStop.is_type(kinds[-1])
+    assert counted("transcribe", "ok") == ok + 1
 
 
 async def test_default_model_at_the_wav_rate_with_a_regional_language(wyoming_node: Node, fox_wav: bytes) -> None:
@@ -154,15 +157,21 @@ async def test_streamed_text_is_spoken_sentence_by_sentence(wyoming_node: Node) 
     assert has_keywords(Transcript.from_event(heard[-2]).text, ("hello", "quick"))
 
 
+def counted(kind: str, code: str) -> float:
+    return REGISTRY.get_sample_value("lanai_wyoming_requests_total", {"kind": kind, "code": code}) or 0.0
+
+
 async def test_unknown_model_and_voice_get_not_found(wyoming_node: Node, fox_wav: bytes) -> None:
     rate, pcm = wav_pcm(fox_wav)
+    before = counted("transcribe", "not_found"), counted("synthesize", "not_found")
     events = await transcribe(wyoming_node, pcm[:rate], rate, name="large-v9")
     error = Error.from_event(events[-1])
     assert error.code == "not_found" and "large-v9" in error.text
     for voice in (SynthesizeVoice(name="nobody"), SynthesizeVoice(language="tlh")):
         async with client(wyoming_node) as c:
             error = Error.from_event((await synthesize(c, Synthesize(text="Hi.", voice=voice).event()))[-1])
-        assert error.code == "not_found" and ("nobody" in error.text or "tlh" in error.text), error.text
+        assert error.code == "not_found" and ("nobody" in error.text or "tlh" in error.text), error
+    assert (counted("transcribe", "not_found"), counted("synthesize", "not_found")) == (before[0] + 1, before[1] + 2)
 
 
 JUNK = [
