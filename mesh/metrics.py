@@ -51,7 +51,7 @@ HTTP_REQUESTS = Counter("lanai_http_requests", "Requests to the HTTP door (OpenA
 HTTP_SECONDS = Histogram("lanai_http_request_duration_seconds", "Wall time of an HTTP door request until its "
                          "response began (streams: until the first event).", ["route"], buckets=LATENCY_BUCKETS)
 WYOMING_REQUESTS = Counter("lanai_wyoming_requests", "Requests to the Wyoming door (Home Assistant), by kind "
-                           "(describe, transcribe, synthesize) and outcome (ok or a gRPC status name).",
+                           "(describe, transcribe, synthesize; connect, other) and outcome (ok or a gRPC status name).",
                            ["kind", "code"])
 
 NODE_STATES = ("up", "suspect", "down", "refused", "draining", "untrusted", "foreign", "revoked")

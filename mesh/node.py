@@ -195,7 +195,7 @@ class Node:
         grace = self.config.grace_s if grace_s is None else grace_s
         log.info("node %s draining (grace %.0f s)", self.node_id, grace)
         await self.presence.leave()
-        if self.doors is not None:  # HTTP and Wyoming stop taking requests and finish theirs
+        if self.doors is not None:  # HTTP finishes its requests; Wyoming's connections end with `unavailable`
             await self.doors.close()
         await self._health.enter_graceful_shutdown()
         self._board.drain()

@@ -55,19 +55,27 @@ class Doors:
         return doors
 
     async def _open_wyoming(self, node: Node) -> None:
-        from lanai.mesh.doors.wyoming_door import WyomingServer
+        from lanai.mesh.doors.wyoming_door import MAX_PAYLOAD_BYTES, WyomingServer
         from lanai.mesh.premises import Premises
         config = node.config
         assert config.wyoming_port is not None
         keyed = node.trust is not None and config.security.require_keys
         allow = wyoming_allow(config.wyoming_allow, keyed=keyed)
-        server = WyomingServer(self.upstream, config.host, config.wyoming_port, allow=Premises.parse(allow),
-                               max_payload=config.max_message_bytes, node_id=node.node_id)
+        premises = Premises.parse(allow)
+        server = WyomingServer(self.upstream, config.host, config.wyoming_port, allow=premises,
+                               max_payload=min(config.max_message_bytes, MAX_PAYLOAD_BYTES), node_id=node.node_id)
         await server.start()
         self.wyoming, self.wyoming_port = server, server.port
-        announced = await node.presence.announce(WYOMING_SERVICE, f"lanai-{node.node_id}", server.port)
+        announced = False
+        if any(not net.is_loopback for net in premises.networks):  # else Home Assistant elsewhere could not use it
+            try:
+                announced = await node.presence.announce(WYOMING_SERVICE, f"lanai-{node.node_id}", server.port)
+            except Exception as exc:  # noqa: BLE001 - the door works without the announcement
+                log.warning("node %s: could not announce the Wyoming door over mDNS (%s); add it in Home Assistant "
+                            "by host and port", node.node_id, exc)
         log.info("node %s: Wyoming (Home Assistant) on %s:%d%s, accepting %s", node.node_id, config.host,
-                 server.port, ", announced as " + WYOMING_SERVICE if announced else "", ", ".join(allow))
+                 server.port, ", announced as " + WYOMING_SERVICE if announced else " (not announced)",
+                 ", ".join(allow))
         if keyed and config.wyoming_allow:
             log.warning("node %s: Wyoming has no API keys: every device in %s can use this mesh's speech and voice "
                         "through port %d", node.node_id, ", ".join(allow), server.port)

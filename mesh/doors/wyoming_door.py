@@ -34,12 +34,19 @@ from lanai.mesh.doors.upstream import MeshModel, Upstream
 from lanai.mesh.doors.wyoming_wire import MAX_HEADER_BYTES, ProtocolError, count_of, mapping_of, read_event, text_of
 from lanai.mesh.premises import Premises
 from lanai.mesh.status import status_for
-from lanai.services.core.errors import ModelNotFound, quote
+from lanai.services.core.errors import ModelNotFound, Overloaded, PermissionDenied, quote
 from lanai.services.voice.text import SentenceSplitter
 
 log = logging.getLogger(__name__)
-QUEUED_CHUNKS = 32
+QUEUED_CHUNKS = 16
 """Audio chunks waiting for the mesh; past this the door stops reading the socket (back-pressure)."""
+MAX_PAYLOAD_BYTES = 256 * 1024
+"""Largest payload of one event (Home Assistant's audio chunks are 2 KiB): with QUEUED_CHUNKS, what
+one connection can make the door hold."""
+MAX_SESSIONS = 64
+"""Connections served at once; more are answered with resource_exhausted."""
+WRITE_TIMEOUT_S = 30.0
+"""A client that reads nothing for this long is dropped (it would hold a node's slot)."""
 SPEECH_ATTRIBUTION = Attribution(name="OpenAI Whisper via faster-whisper", url="https://github.com/SYSTRAN/faster-whisper")
 VOICE_ATTRIBUTION = {"piper": Attribution(name="Piper", url="https://github.com/rhasspy/piper"),
                      "espeak-ng": Attribution(name="eSpeak NG", url="https://github.com/espeak-ng/espeak-ng")}
@@ -48,7 +55,7 @@ PROGRAM = "lanai"
 LANAI = Attribution(name="lanai", url="")  # no public home page yet; Wyoming requires the field
 SAMPLE_WIDTH = 2  # the voice service sends 16-bit mono PCM
 STREAM_PATH = "/lanai.speech.v1.Speech/StreamTranscribe"
-REQUEST_OF = {"describe": "describe", "transcribe": "transcribe", "audio-start": "transcribe",
+REQUEST_OF = {"connect": "connect", "describe": "describe", "transcribe": "transcribe", "audio-start": "transcribe",
               "audio-chunk": "transcribe", "audio-stop": "transcribe", "synthesize": "synthesize",
               "synthesize-start": "synthesize", "synthesize-chunk": "synthesize", "synthesize-stop": "synthesize"}
 """The request an event belongs to, for lanai_wyoming_requests_total."""
@@ -63,7 +70,7 @@ class WyomingServer:
         self.upstream, self.allow, self.max_payload, self.node_id = upstream, allow, max_payload, node_id
         self._host, self._port = host, port
         self._server: asyncio.Server | None = None
-        self._sessions: set[asyncio.Task[None]] = set()
+        self._sessions: dict[asyncio.Task[None], Session] = {}
 
     @property
     def port(self) -> int:
@@ -74,9 +81,11 @@ class WyomingServer:
         self._server = await asyncio.start_server(self._accept, self._host, self._port, limit=MAX_HEADER_BYTES)
 
     async def stop(self) -> None:
-        """Stop listening and end the open connections (their mesh calls are cancelled)."""
+        """Stop listening and end the open connections, each with an `unavailable` error (their
+        mesh calls are cancelled: a Wyoming client retries a request, it cannot resume one)."""
         if self._server is not None:
             self._server.close()
+        await asyncio.gather(*(s.say_goodbye() for s in self._sessions.values()), return_exceptions=True)
         for task in list(self._sessions):
             task.cancel()
         await asyncio.gather(*self._sessions, return_exceptions=True)
@@ -86,13 +95,14 @@ class WyomingServer:
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         assert task is not None
-        self._sessions.add(task)
+        session = Session(self, reader, writer)
+        self._sessions[task] = session
         try:
-            await Session(self, reader, writer).run()
+            await session.run(full=len(self._sessions) > MAX_SESSIONS)
         except asyncio.CancelledError:
             pass  # the door is closing; a task of start_server that ends cancelled is logged as an error
         finally:
-            self._sessions.discard(task)
+            self._sessions.pop(task, None)
 
 
 class Session:
@@ -106,34 +116,54 @@ class Session:
         """(model, language) of the last `transcribe`, for the audio that follows."""
         self._utterance: Utterance | None = None
         self._speaking: Speaking | None = None
+        self._stuck = False
 
-    async def run(self) -> None:
+    async def run(self, *, full: bool = False) -> None:
         peer = self.writer.get_extra_info("peername")
         address = str(peer[0]) if isinstance(peer, tuple) else ""
-        current = ""  # the event being handled, to count a failure against its request
+        current = "connect"  # the event being handled, to count a failure against its request
         try:
             if not self.server.allow.allows(address):
                 log.warning("wyoming: refused a connection from %s (not in --wyoming-allow)", address or "unknown")
-                await self.write(Error(text=f"this Wyoming door does not accept connections from {address}; the "
-                                            "node's operator can add its network with --wyoming-allow",
-                                       code="permission_denied"))
-                return
-            while (event := await asyncio.wait_for(read_event(self.reader, self.server.max_payload),
-                                                   IDLE_S)) is not None:
+                raise PermissionDenied(f"this Wyoming door does not accept connections from {address}; the node's "
+                                       "operator can add its network with --wyoming-allow")
+            if full:
+                raise Overloaded(f"this Wyoming door serves {MAX_SESSIONS} connections at once; retry shortly")
+            while True:
+                current = ""
+                event = await asyncio.wait_for(read_event(self.reader, self.server.max_payload), IDLE_S)
+                if event is None:
+                    break
                 current = event.type
                 await self.handle(event.type, event.data, event.payload or b"")
         except (ConnectionError, asyncio.IncompleteReadError, asyncio.TimeoutError):
-            pass  # the client went away (or sat idle); its call is cancelled below
+            pass  # the client went away (or sat idle, or stopped reading); its call is cancelled below
         except Exception as error:  # noqa: BLE001 - every failure is answered, then the connection ends
+            self._end_requests()  # nothing more of the failed request reaches the client after its error
             code = await self.fail(error)
             metrics.WYOMING_REQUESTS.labels(REQUEST_OF.get(current, "other"), code.name.lower()).inc()
             await self._linger()
         finally:
-            if self._utterance is not None:
-                self._utterance.cancel()
-            self.writer.close()
+            self._end_requests()
+            if self._stuck:  # unread data would keep a plain close waiting
+                self.writer.transport.abort()
+            else:
+                self.writer.close()
             with contextlib.suppress(Exception):
-                await self.writer.wait_closed()
+                async with asyncio.timeout(LINGER_S):
+                    await self.writer.wait_closed()
+
+    def _end_requests(self) -> None:
+        if self._utterance is not None:
+            self._utterance.cancel()
+            self._utterance = None
+
+    async def say_goodbye(self) -> None:
+        """The node is shutting down: tell the client (a request in flight ends with this)."""
+        self._end_requests()
+        with contextlib.suppress(Exception):
+            await self.write(Error(text="the node is shutting down; connect again (to another node's door) and "
+                                        "retry", code="unavailable"))
 
     async def _linger(self) -> None:
         """Close our side, then read what the client still sends for a moment: closing a socket
@@ -146,7 +176,12 @@ class Session:
 
     async def write(self, message: Eventable) -> None:
         async with self._lock:  # transcript chunks come from the reading task
-            await async_write_event(message.event(), self.writer)
+            try:
+                async with asyncio.timeout(WRITE_TIMEOUT_S):
+                    await async_write_event(message.event(), self.writer)
+            except TimeoutError:
+                self._stuck = True
+                raise
 
     async def fail(self, error: BaseException) -> grpc.StatusCode:
         """Answer with an error event (its code: the gRPC status name); returns the status."""
@@ -185,8 +220,8 @@ class Session:
         elif kind == "audio-stop":
             if self._utterance is None:
                 raise ProtocolError("audio-stop came without audio-start")
-            utterance, self._utterance = self._utterance, None
-            await utterance.finish()
+            await self._utterance.finish()
+            self._utterance = None
             metrics.WYOMING_REQUESTS.labels("transcribe", "ok").inc()
             self._asked = ("", "")
         elif kind == "synthesize":
@@ -273,8 +308,8 @@ class Utterance:
     def __post_init__(self) -> None:
         self._queue: asyncio.Queue[bytes | None] = asyncio.Queue(QUEUED_CHUNKS)
         config = speech_pb2.StreamConfig(
-            format=speech_pb2.PcmFormat(sample_rate_hz=max(self.rate, 0), sample_width_bytes=max(self.width, 0),
-                                        channels=max(self.channels, 0)),
+            format=speech_pb2.PcmFormat(sample_rate_hz=self.rate, sample_width_bytes=self.width,
+                                        channels=self.channels),  # positive: checked by count_of
             options=speech_pb2.TranscriptionOptions(model=self.model, language=self.language),
             disable_partials=True)  # transcript-chunk cannot be taken back: send finals only
         # Written by streamcall, so a node that refuses the config while audio still arrives shows
@@ -316,9 +351,12 @@ class Utterance:
     async def _put(self, item: bytes | None) -> None:
         """Queue for the call, waiting while the queue is full; a call that already ended raises its error."""
         put = asyncio.ensure_future(self._queue.put(item))
-        await asyncio.wait({put, self._reading}, return_when=asyncio.FIRST_COMPLETED)
-        if not put.done():
-            put.cancel()
+        try:
+            await asyncio.wait({put, self._reading}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            if not put.done():
+                put.cancel()
+        if not put.done() or put.cancelled():
             self._reading.result()  # the call failed (or ended early): raise why
             raise ProtocolError("the transcription ended before its audio did")
 
@@ -340,6 +378,12 @@ class Speaking:
     async def say(self, text: str) -> None:
         call = self.session.upstream.voice().SynthesizeStream(voice_pb2.SynthesizeRequest(
             text=text, model=await self._resolve(), encoding=voice_pb2.AUDIO_ENCODING_PCM_S16LE))
+        try:
+            await self._forward(call)
+        finally:
+            call.cancel()  # a no-op once the call ended; frees the node's slot if the client went away
+
+    async def _forward(self, call: Any) -> None:
         rate, started = 0, False
         async for part in call:
             if part.HasField("format"):

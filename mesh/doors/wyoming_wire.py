@@ -37,7 +37,8 @@ async def read_event(reader: asyncio.StreamReader, max_payload: int) -> Event | 
     kind = header.get("type")
     if not isinstance(kind, str) or not kind:
         raise ProtocolError("an event header needs a 'type' string (e.g. \"describe\")")
-    data = header.get("data") or {}
+    data = header.get("data")
+    data = {} if data is None else data
     if not isinstance(data, dict):
         raise ProtocolError(f"the 'data' of a {kind} event must be a JSON object")
     try:
@@ -56,6 +57,8 @@ def _json_object(raw: bytes, what: str) -> dict[str, Any]:
         value = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise ProtocolError(f"{what} is not valid JSON ({exc})") from None
+    except RecursionError:
+        raise ProtocolError(f"{what} is nested too deeply") from None
     if not isinstance(value, dict):
         raise ProtocolError(f"{what} must be a JSON object")
     return value
@@ -79,13 +82,18 @@ def text_of(data: dict[str, Any], key: str, kind: str, *, required: bool = False
         return ""
     if not isinstance(value, str):
         raise ProtocolError(f"'{key}' of a {kind} event must be a string" + (" and is required" if required else ""))
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ProtocolError(f"'{key}' of a {kind} event is not valid Unicode (a lone surrogate)") from None
     return value
 
 
 def count_of(data: dict[str, Any], key: str, kind: str) -> int:
+    """A positive whole number (a sample rate, width or channel count) that fits 32 bits."""
     value = data.get(key)
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise ProtocolError(f"'{key}' of a {kind} event must be a whole number, not {value!r}")
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 < value < 2**32:
+        raise ProtocolError(f"'{key}' of a {kind} event must be a positive whole number, not {value!r}")
     return value
 
 

@@ -188,6 +188,11 @@ JUNK = [
     (b'{"type": "synthesize", "data": {"text": 5}}\n', "'text'"),
     (b'{"type": "synthesize-chunk", "data": {"text": "x"}}\n', "before synthesize-start"),
     (b'{"type": "' + b"x" * 70_000 + b'"}\n', "over 65536 bytes"),
+    (b"[" * 20_000 + b"\n", "nested too deeply"),
+    (b'{"type": "audio-start", "data": {"rate": 99999999999, "width": 2, "channels": 1}}\n', "positive whole"),
+    (b'{"type": "audio-start", "data": {"rate": 16000, "width": -1, "channels": 1}}\n', "positive whole"),
+    (b'{"type": "synthesize", "data": {"text": "\\ud800"}}\n', "not valid Unicode"),
+    (b'{"type": "describe", "data": []}\n', "must be a JSON object"),
     (b'{"type": "audio-start", "data": {"rate": 16000, "width": 2, "channels": 1}}\n'
      b'{"type": "audio-chunk", "data": {"rate": 8000, "width": 2, "channels": 1}, "payload_length": 2}\nab',
      "audio-start said 16000 Hz"),
@@ -252,8 +257,24 @@ async def test_a_connection_from_outside_the_allow_list_is_refused(wyoming_node:
     await server.start()
     try:
         async with AsyncTcpClient("127.0.0.1", server.port) as c:
+            await c.write_event(Describe().event())  # what Home Assistant sends as soon as it connects
             error = Error.from_event((await until(c, "info"))[-1])
             assert await c.read_event() is None
     finally:
         await server.stop()
     assert error.code == "permission_denied" and "--wyoming-allow" in error.text
+
+
+async def test_a_node_shutting_down_tells_its_wyoming_clients(wyoming_node: Node, fox_wav: bytes) -> None:
+    assert wyoming_node.doors is not None
+    server = WyomingServer(wyoming_node.doors.upstream, "127.0.0.1", 0, allow=Premises.parse("127.0.0.0/8"),
+                           max_payload=64 * 1024, node_id="closing")
+    await server.start()
+    rate, pcm = wav_pcm(fox_wav)
+    async with AsyncTcpClient("127.0.0.1", server.port) as c:
+        await c.write_event(AudioStart(rate=rate, width=2, channels=1).event())
+        await c.write_event(AudioChunk(rate=rate, width=2, channels=1, audio=pcm[:rate].tobytes()).event())
+        assert (await until(c, "transcript-start"))[-1].type == "transcript-start"
+        await server.stop()  # mid-transcription
+        error = Error.from_event((await until(c, "transcript"))[-1])
+    assert error.code == "unavailable" and "shutting down" in error.text

@@ -64,10 +64,9 @@ async def main() -> None:
         _, host, port = found[0]
         async with AsyncTcpClient(host, port) as client:
             await client.write_event(Describe().event())
-            while not Info.is_type((event := await client.read_event()).type):  # type: ignore[union-attr]
+            while (event := await client.read_event()) is not None and not Info.is_type(event.type):
                 pass
-            info = Info.from_event(event)  # type: ignore[arg-type]
-            result["asr_models"] = [m.name for p in info.asr for m in p.models]
+            result["asr_models"] = [m.name for p in Info.from_event(event).asr for m in p.models] if event else None
         async with AsyncTcpClient(host, port) as client:
             await client.write_event(Transcribe(language="en").event())
             await client.write_event(AudioStart(rate=16000, width=2, channels=1).event())
