@@ -15,6 +15,7 @@ class VisionConfig:
     slots: int = option(factory=half_the_cores, flag="--vision-slots", help=(
         "images processed at once (default: half the cores, at least 2, at most the cores)"))
     max_queue: int = option(32, flag="--vision-queue", help="requests that may wait for a slot")
+    max_streams: int = option(8, flag="--vision-streams", help="open StreamAnalyze (video) sessions allowed")
     cpu_threads: int = option(0, flag="--vision-threads", help="onnxruntime threads per slot (default: cores / slots)")
     device: str = option("auto", flag="--vision-device", help="auto (CUDA/CoreML when present), cpu or cuda")
     max_pixels: int = option(50_000_000, flag="--max-image-pixels", help=(

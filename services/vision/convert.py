@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from lanai.api.common.v1 import common_pb2
 from lanai.api.vision.v1 import vision_pb2
 from lanai.services.core.errors import InvalidInput
 from lanai.services.vision.image import Picture
 from lanai.services.vision.types import Box, Face, Label, Point, TextLine
+from lanai.services.vision.video import Analysed, Frame, RawPixels
 
 MAX_TOP_K = 100
 DEFAULT_TOP_K = 5
@@ -57,3 +60,38 @@ def text_response(lines: list[TextLine], picture: Picture, served: common_pb2.Se
         lines=[vision_pb2.TextLine(text=x.text, confidence=x.confidence, corners=[_point(p) for p in x.corners],
                                    box=_box(x.box)) for x in lines],
         text="\n".join(x.text for x in lines), image_size=_size(picture), served_by=served)
+
+
+PIXEL_FORMATS = {vision_pb2.PIXEL_FORMAT_RGB24: "rgb24", vision_pb2.PIXEL_FORMAT_RGBA32: "rgba32",
+                 vision_pb2.PIXEL_FORMAT_YUV420P: "yuv420p"}
+
+
+def frame(message: vision_pb2.StreamAnalyzeRequest, count: int) -> Frame:
+    """A video frame off the wire; `count` numbers it when the sender does not."""
+    kind = message.WhichOneof("payload")
+    if kind == "config":
+        raise InvalidInput("config was sent twice; send it once, as the first message, then only frames")
+    if kind is None:
+        raise InvalidInput("a StreamAnalyze message carries neither config nor frame")
+    f = message.frame
+    source = f.WhichOneof("picture")
+    picture: bytes | RawPixels = b""
+    if source == "encoded":
+        picture = f.encoded
+    elif source == "raw":
+        picture = RawPixels(PIXEL_FORMATS.get(f.raw.format, ""), f.raw.width, f.raw.height, f.raw.data)
+    return Frame(picture, f.capture_time_us, f.sequence or count)
+
+
+def analyze_response(done: Analysed, picture: Picture, served: common_pb2.ServedBy,
+                     found: dict[str, list[Any]]) -> vision_pb2.StreamAnalyzeResponse:
+    response = vision_pb2.StreamAnalyzeResponse(
+        sequence=done.frame.sequence, capture_time_us=done.frame.capture_us, dropped=done.dropped,
+        image_size=_size(picture), waited_ms=done.waited_s * 1000, served_by=served)
+    if "faces" in found:
+        response.faces.extend(faces_response(found["faces"], picture, served).faces)
+    if "classify" in found:
+        response.labels.extend(classify_response(found["classify"], picture, served).labels)
+    if "ocr" in found:
+        response.lines.extend(text_response(found["ocr"], picture, served).lines)
+    return response

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import functools
 import io
-from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import Any, TypeVar, cast
 
 import grpc
 import numpy as np
@@ -17,7 +18,7 @@ from lanai.services.core.admission import Timing
 from lanai.services.core.errors import InvalidInput
 from lanai.services.core.hosted import Board, HostedService, ModelFacts
 from lanai.services.core.wire import served_by
-from lanai.services.vision import convert, metrics
+from lanai.services.vision import convert, metrics, video
 from lanai.services.vision.engine import VisionEngine
 from lanai.services.vision.image import Picture, decode
 
@@ -102,6 +103,77 @@ class VisionServicer(vision_pb2_grpc.VisionServicer):
         lines, picture, served = await self._run("ocr", model, request.image, request.options, context,
                                                  lambda p: self._engine.read_text(p, model, threshold))
         return convert.text_response(lines, picture, served)
+
+    async def StreamAnalyze(self, request_iterator: AsyncIterator[vision_pb2.StreamAnalyzeRequest],
+                            context: grpc.aio.ServicerContext[Any, Any]
+                            ) -> AsyncIterator[vision_pb2.StreamAnalyzeResponse]:
+        first = await anext(aiter(request_iterator), None)
+        if first is None:
+            return  # closed before saying anything
+        if first.WhichOneof("payload") != "config":
+            raise InvalidInput("the first StreamAnalyze message must carry config (the analyses); send "
+                               "AnalyzeConfig before any frame")
+        settings = self._settings(first.config)
+        cfg, admission = self._engine.config, self._service.admission
+        admission.open_stream(cfg.max_streams)
+        models = ",".join(settings.models[a] for a in settings.analyses)
+        try:
+            async def frames() -> AsyncIterator[video.Frame]:
+                count = 0
+                async for message in request_iterator:
+                    count += 1
+                    metrics.VIDEO_FRAMES.labels("received").inc()
+                    yield convert.frame(message, count)
+
+            def check(frame: video.Frame, previous_us: int) -> None:
+                video.check_frame(frame, previous_us=previous_us, max_pixels=cfg.max_pixels,
+                                  max_bytes=cfg.max_image_bytes)
+
+            async def analyse(frame: video.Frame) -> object:
+                done = await admission.run(lambda: self._analyse(frame, settings), tag=settings.models[
+                    settings.analyses[0]], admitted=True)
+                for task in settings.analyses:
+                    self._service.observe(task, settings.models[task], done[1])
+                return done
+
+            async for done in video.analyse_stream(frames(), analyse, settings, check):
+                (found, picture), timing = cast(tuple[tuple[dict[str, list[Any]], Picture], Timing], done.result)
+                metrics.VIDEO_FRAMES.labels("analysed").inc()
+                metrics.VIDEO_FRAMES.labels("dropped").inc(done.dropped)
+                metrics.VIDEO_SECONDS.observe(time.monotonic() - done.frame.arrived)
+                yield convert.analyze_response(done, picture, served_by(self._node_id, models, timing), found)
+        finally:
+            admission.close_stream()
+
+    def _settings(self, config: vision_pb2.AnalyzeConfig) -> video.Settings:
+        analyses = video.analyses_of(list(config.analyses))
+        unknown = sorted(set(config.models) - set(analyses))
+        if unknown:
+            raise InvalidInput(f"models names {unknown[0]!r}, which is not one of the analyses asked for "
+                               f"({', '.join(analyses)})")
+        models = {a: self._engine.resolve(a, config.models.get(a, "")) for a in analyses}
+        limits = self._engine.config
+        if config.max_side > limits.max_side_limit:
+            raise InvalidInput(f"max_side {config.max_side} is too large; use at most {limits.max_side_limit} "
+                               f"(0 for {limits.default_max_side})")
+        confidence = convert.min_confidence(vision_pb2.ImageOptions(min_confidence=config.min_confidence))
+        interval, max_wait = video.rate_limits(config.max_results_per_second, config.max_latency_ms)
+        return video.Settings(analyses, models, convert.top_k(config.top_k), confidence,
+                              config.max_side or limits.default_max_side, interval, max_wait)
+
+    def _analyse(self, frame: video.Frame, settings: video.Settings) -> tuple[dict[str, list[Any]], Picture]:
+        """One frame, every analysis asked for (in a slot)."""
+        picture = video.to_picture(frame, max_pixels=self._engine.config.max_pixels, max_side=settings.max_side)
+        found: dict[str, list[Any]] = {}
+        for task in settings.analyses:
+            model = settings.models[task]
+            if task == "faces":
+                found[task] = self._engine.faces(picture, model, settings.min_confidence)
+            elif task == "classify":
+                found[task] = self._engine.classify(picture, model, settings.top_k, settings.min_confidence)
+            else:
+                found[task] = self._engine.read_text(picture, model, settings.min_confidence)
+        return found, picture
 
     async def _run(self, task: str, model: str, image: vision_pb2.Image, options: vision_pb2.ImageOptions,
                    context: grpc.aio.ServicerContext[Any, Any], infer: Callable[[Picture], R]

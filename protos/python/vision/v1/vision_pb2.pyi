@@ -1,11 +1,23 @@
 from lanai.api.common.v1 import common_pb2 as _common_pb2
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from collections.abc import Iterable as _Iterable, Mapping as _Mapping
 from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class PixelFormat(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    PIXEL_FORMAT_UNSPECIFIED: _ClassVar[PixelFormat]
+    PIXEL_FORMAT_RGB24: _ClassVar[PixelFormat]
+    PIXEL_FORMAT_RGBA32: _ClassVar[PixelFormat]
+    PIXEL_FORMAT_YUV420P: _ClassVar[PixelFormat]
+PIXEL_FORMAT_UNSPECIFIED: PixelFormat
+PIXEL_FORMAT_RGB24: PixelFormat
+PIXEL_FORMAT_RGBA32: PixelFormat
+PIXEL_FORMAT_YUV420P: PixelFormat
 
 class Image(_message.Message):
     __slots__ = ("encoded",)
@@ -154,3 +166,82 @@ class ReadTextResponse(_message.Message):
     image_size: ImageSize
     served_by: _common_pb2.ServedBy
     def __init__(self, lines: _Optional[_Iterable[_Union[TextLine, _Mapping]]] = ..., text: _Optional[str] = ..., image_size: _Optional[_Union[ImageSize, _Mapping]] = ..., served_by: _Optional[_Union[_common_pb2.ServedBy, _Mapping]] = ...) -> None: ...
+
+class AnalyzeConfig(_message.Message):
+    __slots__ = ("analyses", "models", "top_k", "min_confidence", "max_side", "max_results_per_second", "max_latency_ms")
+    class ModelsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    ANALYSES_FIELD_NUMBER: _ClassVar[int]
+    MODELS_FIELD_NUMBER: _ClassVar[int]
+    TOP_K_FIELD_NUMBER: _ClassVar[int]
+    MIN_CONFIDENCE_FIELD_NUMBER: _ClassVar[int]
+    MAX_SIDE_FIELD_NUMBER: _ClassVar[int]
+    MAX_RESULTS_PER_SECOND_FIELD_NUMBER: _ClassVar[int]
+    MAX_LATENCY_MS_FIELD_NUMBER: _ClassVar[int]
+    analyses: _containers.RepeatedScalarFieldContainer[str]
+    models: _containers.ScalarMap[str, str]
+    top_k: int
+    min_confidence: float
+    max_side: int
+    max_results_per_second: float
+    max_latency_ms: int
+    def __init__(self, analyses: _Optional[_Iterable[str]] = ..., models: _Optional[_Mapping[str, str]] = ..., top_k: _Optional[int] = ..., min_confidence: _Optional[float] = ..., max_side: _Optional[int] = ..., max_results_per_second: _Optional[float] = ..., max_latency_ms: _Optional[int] = ...) -> None: ...
+
+class RawFrame(_message.Message):
+    __slots__ = ("format", "width", "height", "data")
+    FORMAT_FIELD_NUMBER: _ClassVar[int]
+    WIDTH_FIELD_NUMBER: _ClassVar[int]
+    HEIGHT_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    format: PixelFormat
+    width: int
+    height: int
+    data: bytes
+    def __init__(self, format: _Optional[_Union[PixelFormat, str]] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., data: _Optional[bytes] = ...) -> None: ...
+
+class VideoFrame(_message.Message):
+    __slots__ = ("encoded", "raw", "capture_time_us", "sequence")
+    ENCODED_FIELD_NUMBER: _ClassVar[int]
+    RAW_FIELD_NUMBER: _ClassVar[int]
+    CAPTURE_TIME_US_FIELD_NUMBER: _ClassVar[int]
+    SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    encoded: bytes
+    raw: RawFrame
+    capture_time_us: int
+    sequence: int
+    def __init__(self, encoded: _Optional[bytes] = ..., raw: _Optional[_Union[RawFrame, _Mapping]] = ..., capture_time_us: _Optional[int] = ..., sequence: _Optional[int] = ...) -> None: ...
+
+class StreamAnalyzeRequest(_message.Message):
+    __slots__ = ("config", "frame")
+    CONFIG_FIELD_NUMBER: _ClassVar[int]
+    FRAME_FIELD_NUMBER: _ClassVar[int]
+    config: AnalyzeConfig
+    frame: VideoFrame
+    def __init__(self, config: _Optional[_Union[AnalyzeConfig, _Mapping]] = ..., frame: _Optional[_Union[VideoFrame, _Mapping]] = ...) -> None: ...
+
+class StreamAnalyzeResponse(_message.Message):
+    __slots__ = ("sequence", "capture_time_us", "dropped", "faces", "labels", "lines", "image_size", "waited_ms", "served_by")
+    SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    CAPTURE_TIME_US_FIELD_NUMBER: _ClassVar[int]
+    DROPPED_FIELD_NUMBER: _ClassVar[int]
+    FACES_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    LINES_FIELD_NUMBER: _ClassVar[int]
+    IMAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    WAITED_MS_FIELD_NUMBER: _ClassVar[int]
+    SERVED_BY_FIELD_NUMBER: _ClassVar[int]
+    sequence: int
+    capture_time_us: int
+    dropped: int
+    faces: _containers.RepeatedCompositeFieldContainer[Face]
+    labels: _containers.RepeatedCompositeFieldContainer[Label]
+    lines: _containers.RepeatedCompositeFieldContainer[TextLine]
+    image_size: ImageSize
+    waited_ms: float
+    served_by: _common_pb2.ServedBy
+    def __init__(self, sequence: _Optional[int] = ..., capture_time_us: _Optional[int] = ..., dropped: _Optional[int] = ..., faces: _Optional[_Iterable[_Union[Face, _Mapping]]] = ..., labels: _Optional[_Iterable[_Union[Label, _Mapping]]] = ..., lines: _Optional[_Iterable[_Union[TextLine, _Mapping]]] = ..., image_size: _Optional[_Union[ImageSize, _Mapping]] = ..., waited_ms: _Optional[float] = ..., served_by: _Optional[_Union[_common_pb2.ServedBy, _Mapping]] = ...) -> None: ...

@@ -49,6 +49,11 @@ class VisionStub:
                 request_serializer=lanai_dot_vision_dot_v1_dot_vision__pb2.ReadTextRequest.SerializeToString,
                 response_deserializer=lanai_dot_vision_dot_v1_dot_vision__pb2.ReadTextResponse.FromString,
                 _registered_method=True)
+        self.StreamAnalyze = channel.stream_stream(
+                '/lanai.vision.v1.Vision/StreamAnalyze',
+                request_serializer=lanai_dot_vision_dot_v1_dot_vision__pb2.StreamAnalyzeRequest.SerializeToString,
+                response_deserializer=lanai_dot_vision_dot_v1_dot_vision__pb2.StreamAnalyzeResponse.FromString,
+                _registered_method=True)
 
 
 class VisionServicer:
@@ -75,6 +80,17 @@ class VisionServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def StreamAnalyze(self, request_iterator, context):
+        """Analyse live video. The client sends a StreamAnalyzeRequest with `config` first, then
+        frames at any pace. The node analyses the newest frame whenever it is free and drops the
+        older ones it had no time for (latest wins), so results stay current and the stream never
+        queues: each result names its frame and how many were dropped since the previous result.
+        When the client half-closes, the node analyses the frame it holds, then ends the stream.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_VisionServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -92,6 +108,11 @@ def add_VisionServicer_to_server(servicer, server):
                     servicer.ReadText,
                     request_deserializer=lanai_dot_vision_dot_v1_dot_vision__pb2.ReadTextRequest.FromString,
                     response_serializer=lanai_dot_vision_dot_v1_dot_vision__pb2.ReadTextResponse.SerializeToString,
+            ),
+            'StreamAnalyze': grpc.stream_stream_rpc_method_handler(
+                    servicer.StreamAnalyze,
+                    request_deserializer=lanai_dot_vision_dot_v1_dot_vision__pb2.StreamAnalyzeRequest.FromString,
+                    response_serializer=lanai_dot_vision_dot_v1_dot_vision__pb2.StreamAnalyzeResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -175,6 +196,33 @@ class Vision:
             '/lanai.vision.v1.Vision/ReadText',
             lanai_dot_vision_dot_v1_dot_vision__pb2.ReadTextRequest.SerializeToString,
             lanai_dot_vision_dot_v1_dot_vision__pb2.ReadTextResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StreamAnalyze(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/lanai.vision.v1.Vision/StreamAnalyze',
+            lanai_dot_vision_dot_v1_dot_vision__pb2.StreamAnalyzeRequest.SerializeToString,
+            lanai_dot_vision_dot_v1_dot_vision__pb2.StreamAnalyzeResponse.FromString,
             options,
             channel_credentials,
             insecure,

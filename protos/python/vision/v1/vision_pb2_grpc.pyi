@@ -37,6 +37,13 @@ class VisionStub:
     """Faces with boxes, confidence and five landmarks."""
     ReadText: _grpc.UnaryUnaryMultiCallable[_vision_pb2.ReadTextRequest, _vision_pb2.ReadTextResponse]
     """Lines of text with their boxes (OCR)."""
+    StreamAnalyze: _grpc.StreamStreamMultiCallable[_vision_pb2.StreamAnalyzeRequest, _vision_pb2.StreamAnalyzeResponse]
+    """Analyse live video. The client sends a StreamAnalyzeRequest with `config` first, then
+    frames at any pace. The node analyses the newest frame whenever it is free and drops the
+    older ones it had no time for (latest wins), so results stay current and the stream never
+    queues: each result names its frame and how many were dropped since the previous result.
+    When the client half-closes, the node analyses the frame it holds, then ends the stream.
+    """
 
 @_typing.type_check_only
 class VisionAsyncStub(VisionStub):
@@ -47,6 +54,13 @@ class VisionAsyncStub(VisionStub):
     """Faces with boxes, confidence and five landmarks."""
     ReadText: _aio.UnaryUnaryMultiCallable[_vision_pb2.ReadTextRequest, _vision_pb2.ReadTextResponse]  # type: ignore[assignment]
     """Lines of text with their boxes (OCR)."""
+    StreamAnalyze: _aio.StreamStreamMultiCallable[_vision_pb2.StreamAnalyzeRequest, _vision_pb2.StreamAnalyzeResponse]  # type: ignore[assignment]
+    """Analyse live video. The client sends a StreamAnalyzeRequest with `config` first, then
+    frames at any pace. The node analyses the newest frame whenever it is free and drops the
+    older ones it had no time for (latest wins), so results stay current and the stream never
+    queues: each result names its frame and how many were dropped since the previous result.
+    When the client half-closes, the node analyses the frame it holds, then ends the stream.
+    """
 
 class VisionServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -72,5 +86,18 @@ class VisionServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_vision_pb2.ReadTextResponse, _abc.Awaitable[_vision_pb2.ReadTextResponse]]:
         """Lines of text with their boxes (OCR)."""
+
+    @_abc_1.abstractmethod
+    def StreamAnalyze(
+        self,
+        request_iterator: _MaybeAsyncIterator[_vision_pb2.StreamAnalyzeRequest],
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_vision_pb2.StreamAnalyzeResponse], _abc.AsyncIterator[_vision_pb2.StreamAnalyzeResponse]]:
+        """Analyse live video. The client sends a StreamAnalyzeRequest with `config` first, then
+        frames at any pace. The node analyses the newest frame whenever it is free and drops the
+        older ones it had no time for (latest wins), so results stay current and the stream never
+        queues: each result names its frame and how many were dropped since the previous result.
+        When the client half-closes, the node analyses the frame it holds, then ends the stream.
+        """
 
 def add_VisionServicer_to_server(servicer: VisionServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
