@@ -63,7 +63,7 @@ class Doors:
         allow = wyoming_allow(config.wyoming_allow, keyed=keyed)
         premises = Premises.parse(allow)
         server = WyomingServer(self.upstream, config.host, config.wyoming_port, allow=premises,
-                               max_payload=min(config.max_message_bytes, MAX_PAYLOAD_BYTES), node_id=node.node_id)
+                               max_payload=min(config.max_message_bytes, MAX_PAYLOAD_BYTES))
         await server.start()
         self.wyoming, self.wyoming_port = server, server.port
         announced = False

@@ -65,9 +65,8 @@ LINGER_S = 2.0
 
 
 class WyomingServer:
-    def __init__(self, upstream: Upstream, host: str, port: int, *, allow: Premises, max_payload: int,
-                 node_id: str) -> None:
-        self.upstream, self.allow, self.max_payload, self.node_id = upstream, allow, max_payload, node_id
+    def __init__(self, upstream: Upstream, host: str, port: int, *, allow: Premises, max_payload: int) -> None:
+        self.upstream, self.allow, self.max_payload = upstream, allow, max_payload
         self._host, self._port = host, port
         self._server: asyncio.Server | None = None
         self._sessions: dict[asyncio.Task[None], Session] = {}

@@ -253,7 +253,7 @@ async def test_a_client_that_leaves_mid_transcription_frees_the_stream(wyoming_n
 async def test_a_connection_from_outside_the_allow_list_is_refused(wyoming_node: Node) -> None:
     assert wyoming_node.doors is not None
     server = WyomingServer(wyoming_node.doors.upstream, "127.0.0.1", 0, allow=Premises.parse("10.0.0.0/8"),
-                           max_payload=1024, node_id="strict")
+                           max_payload=1024)
     await server.start()
     try:
         async with AsyncTcpClient("127.0.0.1", server.port) as c:
@@ -268,7 +268,7 @@ async def test_a_connection_from_outside_the_allow_list_is_refused(wyoming_node:
 async def test_a_node_shutting_down_tells_its_wyoming_clients(wyoming_node: Node, fox_wav: bytes) -> None:
     assert wyoming_node.doors is not None
     server = WyomingServer(wyoming_node.doors.upstream, "127.0.0.1", 0, allow=Premises.parse("127.0.0.0/8"),
-                           max_payload=64 * 1024, node_id="closing")
+                           max_payload=64 * 1024)
     await server.start()
     rate, pcm = wav_pcm(fox_wav)
     async with AsyncTcpClient("127.0.0.1", server.port) as c:
