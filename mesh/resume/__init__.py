@@ -2,8 +2,9 @@
 
 The router relays every call as raw bytes and retries elsewhere only while nothing has been
 relayed. A few streaming calls can go on after that: a live transcription (replay the audio
-since the last final result to a new node, shift its answers onto the original stream's clock)
-and a token stream (continue the answer from the text already sent). Each such call has a
+since the last final result to a new node, shift its answers onto the original stream's clock),
+a token stream (continue the answer from the text already sent) and a video analysis (the config,
+then the frames from now on). Each such call has a
 Resume here; every other call keeps the plain rules."""
 
 from __future__ import annotations
@@ -42,6 +43,9 @@ def resume_for(rpc: Rpc, first: Any, feed: ReplayableStream | None) -> Resume | 
     if rpc.path == "/lanai.speech.v1.Speech/StreamTranscribe" and feed is not None:
         from lanai.mesh.resume.speech import TranscriptionResume
         return TranscriptionResume.start(first, feed)
+    if rpc.path == "/lanai.vision.v1.Vision/StreamAnalyze" and feed is not None:
+        from lanai.mesh.resume.vision import AnalysisResume
+        return AnalysisResume.start(first, feed)
     if rpc.path == "/lanai.language.v1.Language/GenerateStream":
         from lanai.mesh.resume.language import GenerationResume
         return GenerationResume.start(first)
