@@ -1,7 +1,8 @@
 """Live streams outlive their node: real node and router processes on 127.0.0.x, a real-time
-StreamTranscribe of four utterances and a greedy GenerateStream, while the serving node is
-SIGKILLed, frozen (SIGSTOP: no reset, as when its cable is pulled) or asked to stop (SIGTERM).
-The client's stream goes on with no error, every utterance and no final twice."""
+StreamTranscribe of four utterances, a greedy GenerateStream and a 10 fps StreamAnalyze, while
+the serving node is SIGKILLed, frozen (SIGSTOP: no reset, as when its cable is pulled) or asked
+to stop (SIGTERM). The client's stream goes on with no error, every utterance and no final
+twice; the video's frames are each analysed or counted as dropped."""
 
 from __future__ import annotations
 
@@ -168,7 +169,13 @@ VIDEO_NODE = ("--no-router", "--discovery", "none", "--services", "vision", "--v
               "--vision-slots", "1")
 
 
-async def test_a_video_analysis_moves_to_another_node_when_its_node_is_killed(lanai_home) -> None:  # type: ignore[no-untyped-def]
+def stop(process: LanaiProcess) -> None:
+    process.proc.terminate()  # SIGTERM: the node drains, ending its open streams with UNAVAILABLE
+
+
+@pytest.mark.parametrize("fault", [kill, stop], ids=["killed", "drained"])
+async def test_a_video_analysis_moves_to_another_node_when_its_node_goes(
+        lanai_home, fault: Callable[[LanaiProcess], None]) -> None:  # type: ignore[no-untyped-def]
     import io
 
     from PIL import Image
@@ -188,14 +195,14 @@ async def test_a_video_analysis_moves_to_another_node_when_its_node_is_killed(la
                                                                               capture_time_us=i * 100_000))
             await asyncio.sleep(0.1)
 
-    async with lone_pair(lanai_home, IDS, VIDEO_NODE) as pair:
+    async with lone_pair(lanai_home, IDS, (*VIDEO_NODE, "--grace", "60")) as pair:
         await wait_for_nodes(pair.router.address, lambda nodes: up(nodes, *IDS))
         results: list[tuple[float, vision_pb2.StreamAnalyzeResponse]] = []
         async with grpc.aio.insecure_channel(pair.router.address) as channel:
             async for result in vision_pb2_grpc.VisionStub(channel).StreamAnalyze(frames(), timeout=120):
                 results.append((time.monotonic(), result))
-                if len(results) == 10:  # a second in: kill the node serving it
-                    kill(process_of(pair, result.served_by.node_id))
+                if len(results) == 10:  # a second in: the node serving it goes
+                    fault(process_of(pair, result.served_by.node_id))
     served = [r.served_by.node_id for _, r in results]
     first = served[0]
     assert first != served[-1] and served[:10] == [first] * 10, served  # it really moved, once
