@@ -16,6 +16,7 @@ from google.protobuf import json_format
 
 from lanai.mesh import streamcall
 from lanai.mesh.cli import connect
+from lanai.mesh.cli.progress import ProgressLine
 from lanai.api.speech.v1 import speech_pb2, speech_pb2_grpc
 from lanai.services.core.errors import LanaiError
 from lanai.services.speech.audio import SAMPLE_RATE, decode_encoded
@@ -92,7 +93,7 @@ async def _stream(args: argparse.Namespace, data: bytes, options: speech_pb2.Tra
     chunk = int(CHUNK_S * SAMPLE_RATE) * 2
     config = speech_pb2.StreamConfig(format=speech_pb2.PcmFormat(sample_rate_hz=SAMPLE_RATE, sample_width_bytes=2,
                                                                  channels=1), options=options)
-    progress = _Progress(total_s, enabled=sys.stderr.isatty() and not args.json)
+    progress = ProgressLine(total_s, "s", enabled=sys.stderr.isatty() and not args.json)
 
     async def requests() -> AsyncIterator[speech_pb2.StreamTranscribeRequest]:
         yield speech_pb2.StreamTranscribeRequest(config=config)
@@ -101,7 +102,7 @@ async def _stream(args: argparse.Namespace, data: bytes, options: speech_pb2.Tra
             if args.realtime:
                 await asyncio.sleep(max(0.0, started + offset / 2 / SAMPLE_RATE - time.monotonic()))
             yield speech_pb2.StreamTranscribeRequest(audio=pcm[offset:offset + chunk])
-            progress.sent((offset + chunk) / 2 / SAMPLE_RATE)
+            progress.update(done=(offset + chunk) / 2 / SAMPLE_RATE)
 
     async def raw() -> AsyncIterator[bytes]:
         async for request in requests():
@@ -122,37 +123,9 @@ async def _stream(args: argparse.Namespace, data: bytes, options: speech_pb2.Tra
                     print(f"[{_clock(segment.start_s)} -> {_clock(segment.end_s)}] {segment.text.strip()}",
                           flush=True)
             else:
-                progress.partial(response.text)
+                progress.update(text=response.text)
     progress.clear()
     return 0
-
-
-class _Progress:
-    """A one-line progress bar on stderr: audio sent, and the latest partial hypothesis."""
-
-    def __init__(self, total_s: float, enabled: bool) -> None:
-        self.total_s, self.enabled, self._sent, self._text = max(total_s, 1e-6), enabled, 0.0, ""
-
-    def sent(self, seconds: float) -> None:
-        self._sent = min(seconds, self.total_s)
-        self._draw()
-
-    def partial(self, text: str) -> None:
-        self._text = text.strip()
-        self._draw()
-
-    def clear(self) -> None:
-        if self.enabled:
-            sys.stderr.write("\r\033[K")
-            sys.stderr.flush()
-
-    def _draw(self) -> None:
-        if not self.enabled:
-            return
-        filled = int(20 * self._sent / self.total_s)
-        line = f"[{'#' * filled}{'.' * (20 - filled)}] {self._sent:6.1f}/{self.total_s:.1f} s  {self._text}"
-        sys.stderr.write("\r\033[K" + line[:120])
-        sys.stderr.flush()
 
 
 async def _elapsed(label: str) -> None:

@@ -1,4 +1,5 @@
-"""`lanai vision classify|faces|ocr IMAGE`: call a node's (or router's) Vision service."""
+"""`lanai vision classify|faces|ocr IMAGE`: call a node's (or router's) Vision service
+(`lanai vision watch` streams a video: lanai.mesh.cli.watch)."""
 
 from __future__ import annotations
 
@@ -10,12 +11,12 @@ from typing import Any
 import grpc
 from google.protobuf import json_format
 
-from lanai.mesh.cli import connect
+from lanai.mesh.cli import connect, watch
 from lanai.api.vision.v1 import vision_pb2, vision_pb2_grpc
 
 
 def add_parser(commands: Any) -> None:
-    p = commands.add_parser("vision", help="classify an image, find faces or read text on a node",
+    p = commands.add_parser("vision", help="classify an image, find faces or read text on a node; watch a video live",
                             description="Send an image (PNG, JPEG, WebP, BMP, GIF) to a node's Vision service.")
     tasks = p.add_subparsers(dest="task", required=True, metavar="TASK")
     for task, text in (("classify", "ImageNet labels with scores"), ("faces", "faces with boxes and landmarks"),
@@ -31,6 +32,7 @@ def add_parser(commands: Any) -> None:
         t.add_argument("--json", action="store_true", help="print the response as JSON")
         t.add_argument("--timeout", type=float, default=60.0, help="deadline in seconds (default 60)")
         t.set_defaults(run=run)
+    watch.add_parser(tasks)
 
 
 def run(args: argparse.Namespace) -> int:

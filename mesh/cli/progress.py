@@ -1,0 +1,29 @@
+"""A one-line progress bar on stderr, redrawn in place; off when stderr is not a terminal."""
+
+from __future__ import annotations
+
+import sys
+
+
+class ProgressLine:
+    def __init__(self, total: float, unit: str, enabled: bool) -> None:
+        self.total, self.unit, self.enabled = max(total, 1e-6), unit, enabled
+        self._done, self._text = 0.0, ""
+
+    def update(self, done: float | None = None, text: str | None = None) -> None:
+        if done is not None:
+            self._done = min(done, self.total)
+        if text is not None:
+            self._text = text.strip()
+        if not self.enabled:
+            return
+        filled = int(20 * self._done / self.total)
+        line = f"[{'#' * filled}{'.' * (20 - filled)}] {self._done:6.1f}/{self.total:.1f} {self.unit}  {self._text}"
+        sys.stderr.write("\r\033[K" + line[:120])
+        sys.stderr.flush()
+
+    def clear(self) -> None:
+        """Wipe the bar (before printing a line of output; the next update draws it again)."""
+        if self.enabled:
+            sys.stderr.write("\r\033[K")
+            sys.stderr.flush()
