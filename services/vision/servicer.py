@@ -117,12 +117,15 @@ class VisionServicer(vision_pb2_grpc.VisionServicer):
         cfg, admission = self._engine.config, self._service.admission
         admission.open_stream(cfg.max_streams)
         models = ",".join(settings.models[a] for a in settings.analyses)
+        task = "+".join(settings.analyses)
+        received, analysed, dropped = (metrics.VIDEO_FRAMES.labels(task, o) for o in ("received", "analysed", "dropped"))
+        latency = metrics.VIDEO_SECONDS.labels(task)
         try:
             async def frames() -> AsyncIterator[video.Frame]:
                 count = 0
                 async for message in request_iterator:
                     count += 1
-                    metrics.VIDEO_FRAMES.labels("received").inc()
+                    received.inc()
                     yield convert.frame(message, count)
 
             def check(frame: video.Frame, previous_us: int) -> None:
@@ -138,9 +141,9 @@ class VisionServicer(vision_pb2_grpc.VisionServicer):
 
             async for done in video.analyse_stream(frames(), analyse, settings, check):
                 (found, picture), timing = cast(tuple[tuple[dict[str, list[Any]], Picture], Timing], done.result)
-                metrics.VIDEO_FRAMES.labels("analysed").inc()
-                metrics.VIDEO_FRAMES.labels("dropped").inc(done.dropped)
-                metrics.VIDEO_SECONDS.observe(time.monotonic() - done.frame.arrived)
+                analysed.inc()
+                dropped.inc(done.dropped)
+                latency.observe(time.monotonic() - done.frame.arrived)
                 yield convert.analyze_response(done, picture, served_by(self._node_id, models, timing), found)
         finally:
             admission.close_stream()

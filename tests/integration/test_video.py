@@ -1,7 +1,8 @@
 """Vision/StreamAnalyze (issue 14, part 1) on a real node with the real MTCNN: a test video of
 the astronaut (scikit-image) moving across a wider frame, sent as JPEG, raw RGB and YUV 4:2:0;
 a sender far faster than the node gets the newest frames with `dropped` counts instead of a
-queue; every bad input ends the stream with INVALID_ARGUMENT and a message."""
+queue, and the node's video metrics count every frame; every bad input ends the stream with
+INVALID_ARGUMENT and a message."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import numpy as np
 import pytest
 import pytest_asyncio
 from PIL import Image
+from prometheus_client import REGISTRY
 from skimage import data as photos
 
 from lanai.api.vision.v1 import vision_pb2, vision_pb2_grpc
@@ -132,10 +134,23 @@ async def test_raw_rgb_rgba_and_yuv420_frames(vision: vision_pb2_grpc.VisionStub
     assert results[0].served_by.model == "efficientnet-lite0,mtcnn"
 
 
+def video_samples(task: str) -> dict[str, float]:
+    """The node's video counters for one task (the node runs in this process: its registry is ours)."""
+    frames = {o: REGISTRY.get_sample_value("lanai_vision_video_frames_total", {"task": task, "outcome": o}) or 0.0
+              for o in ("received", "analysed", "dropped")}
+    latencies = REGISTRY.get_sample_value("lanai_vision_video_latency_seconds_count", {"task": task}) or 0.0
+    return frames | {"latencies": latencies}
+
+
 async def test_a_sender_faster_than_the_node_gets_the_newest_frames(vision: vision_pb2_grpc.VisionStub) -> None:
     pictures = [jpeg(canvas(x)) for x in range(0, 400, 40)]
     sent = 150  # as fast as gRPC takes them: far faster than one slot runs MTCNN
+    before = video_samples("faces")
     results = await analyse(vision, [config()] + [frame(i, encoded=pictures[i % len(pictures)]) for i in range(sent)])
+    after = video_samples("faces")
+    counted = {k: after[k] - before[k] for k in after}
+    assert counted == {"received": sent, "analysed": len(results), "dropped": sent - len(results),
+                       "latencies": len(results)}, counted
     sequences = [r.sequence for r in results]
     assert sequences == sorted(sequences) and len(results) < sent / 2, sequences
     # Every frame is accounted for: analysed, or counted as dropped in the next result.
