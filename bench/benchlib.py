@@ -51,7 +51,11 @@ def environment(distributions: Sequence[str], **extra: Any) -> dict[str, Any]:
         except PackageNotFoundError:
             return None
 
-    espeak = subprocess.run(["espeak-ng", "--version"], capture_output=True, text=True, timeout=30).stdout.strip()
+    try:
+        espeak: str | None = subprocess.run(["espeak-ng", "--version"], capture_output=True, text=True,
+                                            timeout=30).stdout.strip()
+    except (OSError, subprocess.SubprocessError):  # benchmarks that make no speech run without it
+        espeak = None
     return {
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "cpu_count": os.cpu_count(), "load_average_at_start": os.getloadavg(),
@@ -68,14 +72,15 @@ READY = re.compile(r" ready on \S+:(\d+)")
 
 @contextlib.asynccontextmanager
 async def node_process(node_args: Sequence[str], log_path: Path, *, start_timeout_s: float = 180.0,
-                       stop_timeout_s: float = 20.0, ready_line: list[str] | None = None
+                       stop_timeout_s: float = 20.0, ready_line: list[str] | None = None, command: str = "node"
                        ) -> AsyncIterator[tuple[int, asyncio.subprocess.Process]]:
-    """`lanai --log-level WARNING node NODE_ARGS` in its own process (so the node and the
-    benchmark's client do not share a GIL), its log in `log_path`. Yields its gRPC port and the
-    process once it is ready; on exit SIGTERM, then SIGKILL after `stop_timeout_s`, also on
-    errors and Ctrl-C. `ready_line`, if given, gets the ready line (it names the other ports)."""
+    """`lanai --log-level WARNING node --insecure NODE_ARGS` in its own process (so the node and
+    the benchmark's client do not share a GIL), its log in `log_path`. Yields its gRPC port and
+    the process once it is ready; on exit SIGTERM, then SIGKILL after `stop_timeout_s`, also on
+    errors and Ctrl-C. `ready_line`, if given, gets the ready line (it names the other ports).
+    `command="router"` starts a router the same way."""
     with log_path.open("wb") as log:
-        proc = await asyncio.create_subprocess_exec(*LANAI, "--log-level", "WARNING", "node", "--insecure", *node_args,
+        proc = await asyncio.create_subprocess_exec(*LANAI, "--log-level", "WARNING", command, "--insecure", *node_args,
                                                     stdout=asyncio.subprocess.PIPE, stderr=log)
         try:
             yield await _wait_ready(proc, log_path, start_timeout_s, ready_line), proc

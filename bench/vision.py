@@ -549,25 +549,7 @@ def throughput_table(results: Sequence[ThroughputResult]) -> str:
 
 
 def environment(home: Path, **extra: Any) -> dict[str, Any]:
-    extra = dict(home=str(home), models=MODELS, device=DEVICE, **extra)
-    try:
-        return benchlib.environment(DISTRIBUTIONS, **extra)
-    except (OSError, subprocess.SubprocessError):
-        # benchlib records espeak-ng's version and fails without it; this benchmark does not use it.
-        import datetime
-        import platform
-        from importlib.metadata import PackageNotFoundError, version
-
-        def installed(dist: str) -> str | None:
-            try:
-                return version(dist)
-            except PackageNotFoundError:
-                return None
-
-        return {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-                "cpu_count": os.cpu_count(), "load_average_at_start": os.getloadavg(),
-                "platform": platform.platform(), "python": platform.python_version(),
-                "versions": {d: installed(d) for d in DISTRIBUTIONS}, "espeak_ng": None, **extra}
+    return benchlib.environment(DISTRIBUTIONS, home=str(home), models=MODELS, device=DEVICE, **extra)
 
 
 # ---------------------------------------------------------------- main
