@@ -7,7 +7,7 @@ import logging
 import sys
 
 from lanai.mesh import __version__
-from lanai.mesh.cli import assist, connect, generate, mesh, models, say, serve, transcribe, vision
+from lanai.mesh.cli import assist, batch, connect, generate, mesh, models, say, serve, transcribe, vision
 from lanai.services.core.privacy import keep_on_premises
 
 
@@ -23,6 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_parsers(commands)
     say.add_parsers(commands)
     assist.add_parser(commands)
+    batch.add_parser(commands)
     models.add_parser(commands)
     mesh.add_parser(commands)
     return parser

@@ -6,8 +6,9 @@ import sys
 
 
 class ProgressLine:
-    def __init__(self, total: float, unit: str, enabled: bool) -> None:
+    def __init__(self, total: float, unit: str, enabled: bool, decimals: int = 1) -> None:
         self.total, self.unit, self.enabled = max(total, 1e-6), unit, enabled
+        self._width, self._decimals = 5 + decimals, decimals
         self._done, self._text = 0.0, ""
 
     def update(self, done: float | None = None, text: str | None = None) -> None:
@@ -18,7 +19,8 @@ class ProgressLine:
         if not self.enabled:
             return
         filled = int(20 * self._done / self.total)
-        line = f"[{'#' * filled}{'.' * (20 - filled)}] {self._done:6.1f}/{self.total:.1f} {self.unit}  {self._text}"
+        shown, total = f"{self._done:{self._width}.{self._decimals}f}", f"{self.total:.{self._decimals}f}"
+        line = f"[{'#' * filled}{'.' * (20 - filled)}] {shown}/{total} {self.unit}  {self._text}"
         sys.stderr.write("\r\033[K" + line[:120])
         sys.stderr.flush()
 
