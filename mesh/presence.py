@@ -20,7 +20,8 @@ from lanai.mesh.router import Router, RouterConfig
 from lanai.mesh.security.trust import Trust
 
 log = logging.getLogger(__name__)
-DISCOVERY = ("mdns", "static", "dns", "none")
+DISCOVERY = ("mdns", "static", "dns", "ray", "none")
+"""Backends; a router may combine them, comma-separated (`mdns,ray`: Macs on the LAN and a Ray cluster)."""
 
 
 @dataclass(frozen=True)
@@ -31,7 +32,7 @@ class MeshConfig:
     allow: tuple[str, ...] = DEFAULT_ALLOWED
     """The premises policy: networks the router may send work to."""
     discovery: str = "mdns"
-    """"mdns", "static", "dns" or "none"."""
+    """"mdns", "static", "dns", "ray", several of them comma-separated, or "none"."""
     peers: tuple[str, ...] = ()
     """host:port of other nodes, for static discovery."""
     dns_name: str = ""
@@ -39,18 +40,28 @@ class MeshConfig:
     50052, by default; their client port, 50051, when --insecure)."""
     dns_server: str = ""
     """IP[:PORT] of the resolver for dns discovery; empty for the system's."""
+    ray_address: str = "auto"
+    """The Ray cluster for ray discovery: "auto" (this machine is a Ray node), ray://HEAD:10001."""
+    ray_namespace: str = "lanai"
+    """The Ray namespace whose lanai actors ray discovery follows."""
     interface: str = ""
     """Announce and browse on this interface only."""
     advertise_address: str = ""
     """Announce and browse on this address only (overrides interface)."""
     heartbeat_ms: int = 500
 
+    @property
+    def backends(self) -> tuple[str, ...]:
+        return tuple(b.strip() for b in self.discovery.split(",") if b.strip() and b.strip() != "none")
+
     def validate(self) -> None:
-        if self.discovery not in DISCOVERY:
-            raise ValueError(f"unknown discovery {self.discovery!r}; choose from {', '.join(DISCOVERY)}")
-        if self.discovery == "static" and not self.peers:
+        unknown = [b for b in self.discovery.split(",") if b.strip() not in DISCOVERY]
+        if unknown or ("none" in self.discovery and self.backends):
+            raise ValueError(f"unknown discovery {self.discovery!r}; choose from {', '.join(DISCOVERY)}, or several "
+                             "comma-separated (none alone)")
+        if "static" in self.backends and not self.peers:
             raise ValueError("static discovery needs --peers host:port,...")
-        if self.discovery == "dns" and not self.dns_name:
+        if "dns" in self.backends and not self.dns_name:
             raise ValueError("dns discovery needs --dns NAME[:PORT] (e.g. a Kubernetes headless Service)")
 
 
@@ -66,7 +77,7 @@ class MeshPresence:
         self.trust = trust
         self.router = Router(node_id, RouterConfig(config.policy, config.allow, config.heartbeat_ms), trust=trust) \
             if config.router else None
-        self._discovery: Discovery | None = None
+        self._discoveries: list[Discovery] = []
         self._zeroconf: AsyncZeroconf | None = None
         self._addresses: list[str] = []
 
@@ -81,13 +92,18 @@ class MeshPresence:
             router.found(f"{local}:{member_port}", "local", self.node_id)
             # Ready means routable: the router has described its own node and follows its load.
             await router.wait_until_up(f"{local}:{member_port}", timeout=30)
-        if cfg.discovery == "static" and router is not None:
-            self._discovery = StaticDiscovery(cfg.peers)
-        elif cfg.discovery == "dns" and router is not None:
+        backends = cfg.backends
+        if "static" in backends and router is not None:
+            self._discoveries.append(StaticDiscovery(cfg.peers))
+        if "dns" in backends and router is not None:
             name, _, dns_port = cfg.dns_name.partition(":")
             default = 50051 if self.trust is None else 50052
-            self._discovery = DnsDiscovery(name, int(dns_port or default), server=cfg.dns_server)
-        elif cfg.discovery == "mdns":
+            self._discoveries.append(DnsDiscovery(name, int(dns_port or default), server=cfg.dns_server))
+        if "ray" in backends and router is not None:
+            from lanai.mesh.raycluster.discovery import RayDiscovery  # Ray is an optional extra
+
+            self._discoveries.append(RayDiscovery(cfg.ray_address, cfg.ray_namespace))
+        if "mdns" in backends:
             # A node listening on loopback is reachable only there: announce it only there.
             pinned = cfg.advertise_address or (host if is_loopback(host) and not cfg.interface else "")
             addresses = choose_addresses(local_interfaces(), interface=cfg.interface, advertise_address=pinned)
@@ -97,9 +113,10 @@ class MeshPresence:
                 await advertise(self._zeroconf, service_info(self.node_id, addresses, port, services, metrics_port,
                                                              mesh=mesh, mesh_port=mesh_port))
             if router is not None:
-                self._discovery = MdnsDiscovery(self._zeroconf)
-        if self._discovery is not None and router is not None:
-            await self._discovery.start(router.found, router.gone)
+                self._discoveries.append(MdnsDiscovery(self._zeroconf))
+        if router is not None:
+            for discovery in self._discoveries:
+                await discovery.start(router.found, router.gone)
 
     async def announce(self, service_type: str, instance: str, port: int,
                        properties: dict[str, str] | None = None) -> bool:
@@ -114,8 +131,8 @@ class MeshPresence:
 
     async def leave(self) -> None:
         """Say goodbye on mDNS and stop discovering (first step of a shutdown)."""
-        if self._discovery is not None:
-            await self._discovery.stop()
+        for discovery in self._discoveries:
+            await discovery.stop()
         if self._zeroconf is not None:
             await self._zeroconf.async_unregister_all_services()
             await self._zeroconf.async_close()

@@ -7,7 +7,7 @@ import logging
 import sys
 
 from lanai.mesh import __version__
-from lanai.mesh.cli import assist, batch, connect, generate, mesh, models, say, serve, transcribe, vision
+from lanai.mesh.cli import assist, batch, cluster, connect, generate, mesh, models, say, serve, transcribe, vision
 from lanai.services.core.privacy import keep_on_premises
 
 
@@ -26,6 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
     batch.add_parser(commands)
     models.add_parser(commands)
     mesh.add_parser(commands)
+    cluster.add_parser(commands)
     return parser
 
 

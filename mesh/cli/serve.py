@@ -71,8 +71,14 @@ def _node_flags(p: argparse.ArgumentParser, host: str, discovery: str = MeshConf
                             "connect to any node)")
     else:
         p.set_defaults(services=services, no_router=False)
-    p.add_argument("--discovery", choices=DISCOVERY, default=discovery,
-                   help=f"how to find other nodes (default {discovery}); static needs --peers")
+    p.add_argument("--discovery", default=discovery,
+                   help=f"how to find other nodes: {', '.join(DISCOVERY)}, or several comma-separated such as "
+                        f"mdns,ray (default {discovery}); static needs --peers")
+    p.add_argument("--ray-address", default=MeshConfig.ray_address,
+                   help="ray discovery: the Ray cluster (auto: this machine is a Ray node; ray://HEAD:10001 from "
+                        f"elsewhere) (default {MeshConfig.ray_address})")
+    p.add_argument("--ray-namespace", default=MeshConfig.ray_namespace,
+                   help=f"ray discovery: the namespace of `lanai ray up` (default {MeshConfig.ray_namespace})")
     p.add_argument("--peers", default="", help="host:port of nodes' mesh ports (their client ports when --insecure), "
                                                "comma-separated (implies --discovery static)")
     p.add_argument("--dns", default="", metavar="NAME[:PORT]",
@@ -119,7 +125,8 @@ def config_from_args(args: argparse.Namespace) -> NodeConfig:
     peers = options.names(args.peers)
     mesh = MeshConfig(router=not args.no_router, policy=args.policy, allow=options.names(args.allow),
                       discovery="static" if peers else "dns" if args.dns else args.discovery, peers=peers,
-                      dns_name=args.dns, dns_server=args.dns_server, interface=args.interface,
+                      dns_name=args.dns, dns_server=args.dns_server, ray_address=args.ray_address,
+                      ray_namespace=args.ray_namespace, interface=args.interface,
                       advertise_address=args.advertise_address)
     configs = {entry.name: options.from_args(entry.config, args, entry.name) for entry in registry.entries()}
     return NodeConfig(

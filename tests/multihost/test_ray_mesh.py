@@ -1,0 +1,148 @@
+"""lanai on a real Ray cluster: a Ray head in one namespace, a Ray worker in another, and the
+router in a third that is no Ray node at all (it reaches the cluster over Ray Client).
+`lanai ray up` places a speech node on each Ray node; the router finds them with --discovery ray,
+keeps serving while Ray restarts a killed one, and uses it again at its new address."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+import pytest
+
+from .conftest import Mesh, RouterClient, Topology, _kill_netns_processes, child_env, wait_for
+
+pytestmark = pytest.mark.multihost
+RAY = Path(sys.executable).with_name("ray")
+LANAI = [sys.executable, "-m", "lanai.mesh.cli"]
+NODE_FLAGS = ["--insecure", "--speech-models", "tiny.en", "--metrics-port", "-1", "--grace", "2"]
+
+
+@dataclass
+class RayCluster:
+    topo: Topology
+    client_address: str
+    """ray://HEAD:10001, what the router and `lanai ray` use."""
+
+    def lanai_ray(self, *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+        return self.topo.run_in("r", [*LANAI, "ray", "--address", self.client_address, *args], timeout=timeout)
+
+    def actors(self) -> dict[str, dict[str, object] | str]:
+        listed = self.lanai_ray("ls", "--json", timeout=60)
+        assert listed.returncode == 0, listed.stderr
+        return json.loads(listed.stdout)  # type: ignore[no-any-return]
+
+
+def _ray_env() -> dict[str, str]:
+    env = child_env()
+    env.update(RAY_USAGE_STATS_ENABLED="0", PATH=f"{RAY.parent}:{env.get('PATH', '')}")
+    return env
+
+
+@pytest.fixture
+def ray_cluster(topology: Topology, tiny_model: None) -> Iterator[RayCluster]:
+    if not RAY.exists():
+        pytest.fail("Ray is missing: run scripts/setup.sh --dev (pip install 'lanai[ray]')")
+    head, worker = topology.hosts["a"], topology.hosts["b"]
+    temp = tempfile.mkdtemp(prefix="lnray", dir="/tmp")  # short: Ray's Unix socket paths must fit 107 bytes
+    env = _ray_env()
+    started: list[str] = []
+    try:
+        for host, extra in ((head, ["--head", "--port", "6379", "--include-dashboard", "false",
+                                    "--temp-dir", temp]),
+                            (worker, ["--address", f"{head.address}:6379"])):
+            result = subprocess.run(topology.exec_argv(host.key, [
+                str(RAY), "start", *extra, "--node-ip-address", host.address, "--num-cpus", "1",
+                "--disable-usage-stats"]), capture_output=True, text=True, timeout=120, env=env)
+            started.append(host.netns)
+            assert result.returncode == 0, f"ray start in {host.netns} failed:\n{result.stdout}\n{result.stderr}"
+        yield RayCluster(topology, f"ray://{head.address}:10001")
+    finally:
+        for netns in reversed(started):  # not `ray stop`: that stops every Ray on the machine
+            _kill_netns_processes(netns)
+        shutil.rmtree(temp, ignore_errors=True)
+
+
+def test_nodes_placed_by_ray_serve_through_a_ray_discovering_router(
+        ray_cluster: RayCluster, mesh: Mesh, client: RouterClient, topology: Topology, fox_wav: bytes) -> None:
+    started = time.monotonic()
+    up = ray_cluster.lanai_ray("up", "--speech", "2", "--", *NODE_FLAGS)
+    assert up.returncode == 0, f"{up.stdout}\n{up.stderr}"
+    assert "models ready on" in up.stderr and "tiny.en" in up.stderr, up.stderr
+    actors = ray_cluster.actors()
+    assert set(actors) == {"lanai-speech-0", "lanai-speech-1"}, actors
+    where = {info["ip"] for info in actors.values() if isinstance(info, dict)}
+    assert where == {topology.hosts["a"].address, topology.hosts["b"].address}, actors  # spread over both
+
+    router = mesh.start("r", ["router", "--insecure", "--host", "0.0.0.0", "--port", "50051", "--metrics-port", "-1",
+                              "--node-id", "router", "--grace", "2", "--discovery", "ray",
+                              "--ray-address", ray_cluster.client_address], "router")
+    mesh.ready(router)
+    client.wait_up("lanai-speech-0", "lanai-speech-1", timeout=60)
+    nodes = {n.node_id: n for n in client.list_nodes()}
+    assert {n.discovered_by for n in nodes.values()} == {"ray"}
+    assert {n.address for n in nodes.values()} == {str(a["member_address"]) for a in actors.values()
+                                                   if isinstance(a, dict)}
+
+    served = Counter(r.served_by.node_id for r in client.transcribe_rounds(fox_wav, rounds=2, concurrent=4))
+    assert served["lanai-speech-0"] > 0 and served["lanai-speech-1"] > 0, served
+    print(f"\nplaced and serving after {time.monotonic() - started:.1f} s; served: {dict(served)}")
+
+    # Kill one actor's process while calls keep coming: the other node serves them all, Ray
+    # restarts the killed one, and the router follows it to its new port.
+    victim = actors["lanai-speech-1"]
+    assert isinstance(victim, dict)
+    failures: list[str] = []
+    answered: Counter[str] = Counter()
+    stop = threading.Event()
+
+    def keep_calling() -> None:
+        while not stop.is_set():
+            try:
+                answered[client.transcribe_future(fox_wav, timeout=60).result().served_by.node_id] += 1
+            except grpc.RpcError as exc:
+                failures.append(f"{exc.code()}: {exc.details()}")  # type: ignore[attr-defined]
+
+    callers = [threading.Thread(target=keep_calling) for _ in range(2)]
+    for caller in callers:
+        caller.start()
+    try:
+        time.sleep(1)
+        killed_at = time.monotonic()
+        os.kill(int(victim["pid"]), signal.SIGKILL)  # type: ignore[arg-type]
+
+        def back() -> dict[str, object] | None:
+            info = ray_cluster.actors().get("lanai-speech-1")
+            return info if isinstance(info, dict) and info["pid"] != victim["pid"] else None
+
+        restarted = wait_for(back, timeout=90, interval=1, what="Ray restarting lanai-speech-1")
+        assert restarted["ip"] == victim["ip"]  # its Ray node still has room for it
+        client.wait_up("lanai-speech-1", timeout=60)
+        assert {n.node_id: n.address for n in client.list_nodes()}["lanai-speech-1"] == restarted["member_address"]
+        back_after = time.monotonic() - killed_at
+        before = answered["lanai-speech-1"]
+        wait_for(lambda: answered["lanai-speech-1"] > before, timeout=60, what="calls served by the restarted node")
+    finally:
+        stop.set()
+        for caller in callers:
+            caller.join(90)
+    print(f"restarted and routable again {back_after:.1f} s after the kill; answered {dict(answered)}")
+    assert failures == [], failures
+    assert answered["lanai-speech-0"] > 0
+
+    down = ray_cluster.lanai_ray("down", timeout=120)
+    assert down.returncode == 0 and "stopped 2 node(s)" in down.stdout, f"{down.stdout}\n{down.stderr}"
+    assert ray_cluster.actors() == {}
+    wait_for(lambda: not client.list_nodes(), timeout=30, what="the router dropping the stopped nodes")
