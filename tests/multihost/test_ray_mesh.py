@@ -1,7 +1,8 @@
 """lanai on a real Ray cluster: a Ray head in one namespace, a Ray worker in another, and the
 router in a third that is no Ray node at all (it reaches the cluster over Ray Client).
-`lanai ray up` places a speech node on each Ray node; the router finds them with --discovery ray,
-keeps serving while Ray restarts a killed one, and uses it again at its new address."""
+`lanai ray up` places a speech node on each Ray node and they join the router's mesh with an
+invite; the router finds them with --discovery ray and calls them over mutual TLS, keeps serving
+while Ray restarts a killed one, and uses it again at its new address."""
 
 from __future__ import annotations
 
@@ -18,16 +19,21 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
 
-from .conftest import Mesh, RouterClient, Topology, _kill_netns_processes, child_env, wait_for
+from lanai.api.mesh.v1 import mesh_pb2
+from lanai.api.speech.v1 import speech_pb2
+from lanai.mesh.security.store import MeshDir
+
+from .conftest import GRPC_PORT, Mesh, Topology, _kill_netns_processes, child_env, wait_for
+from .test_trust_mesh import SecureClient, lanai_cli, own_home
 
 pytestmark = pytest.mark.multihost
 RAY = Path(sys.executable).with_name("ray")
 LANAI = [sys.executable, "-m", "lanai.mesh.cli"]
-NODE_FLAGS = ["--insecure", "--speech-models", "tiny.en", "--metrics-port", "-1", "--grace", "2"]
 
 
 @dataclass
@@ -75,74 +81,96 @@ def ray_cluster(topology: Topology, tiny_model: None) -> Iterator[RayCluster]:
         shutil.rmtree(temp, ignore_errors=True)
 
 
-def test_nodes_placed_by_ray_serve_through_a_ray_discovering_router(
-        ray_cluster: RayCluster, mesh: Mesh, client: RouterClient, topology: Topology, fox_wav: bytes) -> None:
+def test_nodes_placed_by_ray_join_the_mesh_and_serve_through_a_ray_discovering_router(
+        ray_cluster: RayCluster, mesh: Mesh, topology: Topology, tmp_path: Path, fox_wav: bytes) -> None:
     started = time.monotonic()
-    up = ray_cluster.lanai_ray("up", "--speech", "2", "--", *NODE_FLAGS)
+    router_home = own_home(tmp_path, "router-home")  # the router holds the mesh's CA
+    router = mesh.start("r", ["router", "--home", str(router_home), "--host", "0.0.0.0", "--port", str(GRPC_PORT),
+                              "--mesh-port", "50052", "--metrics-host", topology.hosts["r"].address, "--metrics-port",
+                              "9464", "--node-id", "router", "--grace", "2",
+                              "--discovery", "ray", "--ray-address", ray_cluster.client_address], "router")
+    mesh.ready(router)
+    key = lanai_cli("mesh", "key", "create", "test", "--home", str(router_home)).strip()
+    # Two uses, two actors: a restart must come back on the identity it stored, not a new join.
+    token = lanai_cli("mesh", "invite", "--home", str(router_home), "--uses", "2", "--address",
+                      topology.hosts["r"].address).split("--join ", 1)[1].strip()
+
+    ray_home = own_home(tmp_path, "ray-home")  # both Ray nodes' LANAI_HOME (one filesystem here)
+    up = ray_cluster.lanai_ray("up", "--speech", "2", "--", "--home", str(ray_home), "--join", token,
+                               "--speech-models", "tiny.en", "--metrics-port", "-1", "--grace", "2")
     assert up.returncode == 0, f"{up.stdout}\n{up.stderr}"
     assert "models ready on" in up.stderr and "tiny.en" in up.stderr, up.stderr
     actors = ray_cluster.actors()
     assert set(actors) == {"lanai-speech-0", "lanai-speech-1"}, actors
     where = {info["ip"] for info in actors.values() if isinstance(info, dict)}
     assert where == {topology.hosts["a"].address, topology.hosts["b"].address}, actors  # spread over both
+    meshes = {info["mesh"] for info in actors.values() if isinstance(info, dict)}
+    assert len(meshes) == 1 and "" not in meshes, actors  # both joined one mesh (UP below: the router's)
 
-    router = mesh.start("r", ["router", "--insecure", "--host", "0.0.0.0", "--port", "50051", "--metrics-port", "-1",
-                              "--node-id", "router", "--grace", "2", "--discovery", "ray",
-                              "--ray-address", ray_cluster.client_address], "router")
-    mesh.ready(router)
-    client.wait_up("lanai-speech-0", "lanai-speech-1", timeout=60)
-    nodes = {n.node_id: n for n in client.list_nodes()}
-    assert {n.discovered_by for n in nodes.values()} == {"ray"}
-    assert {n.address for n in nodes.values()} == {str(a["member_address"]) for a in actors.values()
-                                                   if isinstance(a, dict)}
-
-    served = Counter(r.served_by.node_id for r in client.transcribe_rounds(fox_wav, rounds=2, concurrent=4))
-    assert served["lanai-speech-0"] > 0 and served["lanai-speech-1"] > 0, served
-    print(f"\nplaced and serving after {time.monotonic() - started:.1f} s; served: {dict(served)}")
-
-    # Kill one actor's process while calls keep coming: the other node serves them all, Ray
-    # restarts the killed one, and the router follows it to its new port.
-    victim = actors["lanai-speech-1"]
-    assert isinstance(victim, dict)
-    failures: list[str] = []
-    answered: Counter[str] = Counter()
-    stop = threading.Event()
-
-    def keep_calling() -> None:
-        while not stop.is_set():
-            try:
-                answered[client.transcribe_future(fox_wav, timeout=60).result().served_by.node_id] += 1
-            except grpc.RpcError as exc:
-                failures.append(f"{exc.code()}: {exc.details()}")  # type: ignore[attr-defined]
-
-    callers = [threading.Thread(target=keep_calling) for _ in range(2)]
-    for caller in callers:
-        caller.start()
+    client = SecureClient(topology.router_dial, MeshDir(router_home).ca_cert.read_bytes(), key)
     try:
-        time.sleep(1)
-        killed_at = time.monotonic()
-        os.kill(int(victim["pid"]), signal.SIGKILL)  # type: ignore[arg-type]
+        for name in actors:
+            client.wait_state(name, mesh_pb2.NODE_STATE_UP, timeout=60)
+        nodes = client.nodes()
+        assert {nodes[n].discovered_by for n in actors} == {"ray"}
+        assert {nodes[n].address for n in actors} == {a["member_address"] for a in actors.values()
+                                                      if isinstance(a, dict)}
+        served = Counter(f.result().served_by.node_id for f in [transcribe(client, fox_wav) for _ in range(8)])
+        assert served["lanai-speech-0"] > 0 and served["lanai-speech-1"] > 0, served
+        print(f"\nplaced, joined and serving after {time.monotonic() - started:.1f} s; served: {dict(served)}")
 
-        def back() -> dict[str, object] | None:
-            info = ray_cluster.actors().get("lanai-speech-1")
-            return info if isinstance(info, dict) and info["pid"] != victim["pid"] else None
+        # Kill one actor's process while calls keep coming: the other node serves them all, Ray
+        # restarts the killed one, and the router follows it to its new port.
+        victim = actors["lanai-speech-1"]
+        assert isinstance(victim, dict)
+        failures: list[str] = []
+        answered: Counter[str] = Counter()
+        stop = threading.Event()
 
-        restarted = wait_for(back, timeout=90, interval=1, what="Ray restarting lanai-speech-1")
-        assert restarted["ip"] == victim["ip"]  # its Ray node still has room for it
-        client.wait_up("lanai-speech-1", timeout=60)
-        assert {n.node_id: n.address for n in client.list_nodes()}["lanai-speech-1"] == restarted["member_address"]
-        back_after = time.monotonic() - killed_at
-        before = answered["lanai-speech-1"]
-        wait_for(lambda: answered["lanai-speech-1"] > before, timeout=60, what="calls served by the restarted node")
-    finally:
-        stop.set()
+        def keep_calling() -> None:
+            while not stop.is_set():
+                try:
+                    answered[transcribe(client, fox_wav).result().served_by.node_id] += 1
+                except grpc.RpcError as exc:
+                    failures.append(f"{exc.code()}: {exc.details()}")  # type: ignore[attr-defined]
+
+        callers = [threading.Thread(target=keep_calling) for _ in range(2)]
         for caller in callers:
-            caller.join(90)
-    print(f"restarted and routable again {back_after:.1f} s after the kill; answered {dict(answered)}")
-    assert failures == [], failures
-    assert answered["lanai-speech-0"] > 0
+            caller.start()
+        try:
+            time.sleep(1)
+            killed_at = time.monotonic()
+            os.kill(int(victim["pid"]), signal.SIGKILL)  # type: ignore[call-overload]
 
-    down = ray_cluster.lanai_ray("down", timeout=120)
-    assert down.returncode == 0 and "stopped 2 node(s)" in down.stdout, f"{down.stdout}\n{down.stderr}"
-    assert ray_cluster.actors() == {}
-    wait_for(lambda: not client.list_nodes(), timeout=30, what="the router dropping the stopped nodes")
+            def back() -> dict[str, object] | None:
+                info = ray_cluster.actors().get("lanai-speech-1")
+                return info if isinstance(info, dict) and info["pid"] != victim["pid"] else None
+
+            restarted = wait_for(back, timeout=90, interval=1, what="Ray restarting lanai-speech-1")
+            assert restarted["ip"] == victim["ip"]  # its Ray node still has room for it
+            client.wait_state("lanai-speech-1", mesh_pb2.NODE_STATE_UP, timeout=60)
+            assert client.nodes()["lanai-speech-1"].address == restarted["member_address"]
+            back_after = time.monotonic() - killed_at
+            before = answered["lanai-speech-1"]
+            wait_for(lambda: answered["lanai-speech-1"] > before, timeout=60,
+                     what="calls served by the restarted node")
+        finally:
+            stop.set()
+            for caller in callers:
+                caller.join(90)
+        print(f"restarted and routable again {back_after:.1f} s after the kill; answered {dict(answered)}")
+        assert failures == [], failures
+        assert answered["lanai-speech-0"] > 0
+
+        down = ray_cluster.lanai_ray("down", timeout=120)
+        assert down.returncode == 0 and "stopped 2 node(s)" in down.stdout, f"{down.stdout}\n{down.stderr}"
+        assert ray_cluster.actors() == {}
+        wait_for(lambda: not any(n.state == mesh_pb2.NODE_STATE_UP for n in client.nodes().values()), timeout=30,
+                 what="the router dropping the stopped nodes")
+    finally:
+        client.close()
+
+
+def transcribe(client: SecureClient, wav: bytes) -> Any:
+    return client.speech.Transcribe.future(speech_pb2.TranscribeRequest(audio=speech_pb2.Audio(encoded=wav)),
+                                           timeout=60)
