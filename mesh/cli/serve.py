@@ -123,8 +123,11 @@ def config_from_args(args: argparse.Namespace) -> NodeConfig:
     security = SecurityConfig(insecure=args.insecure, client_tls=args.client_tls and not args.insecure,
                               require_keys=not args.open, join=args.join, metrics_token=args.metrics_token)
     peers = options.names(args.peers)
+    # --peers and --dns bring their backend and replace mdns (the default) and none; ray stays.
+    implied = [b for b, given in (("static", peers), ("dns", args.dns)) if given]
+    asked = [b for b in options.names(args.discovery) if not implied or b not in ("mdns", "none")]
     mesh = MeshConfig(router=not args.no_router, policy=args.policy, allow=options.names(args.allow),
-                      discovery="static" if peers else "dns" if args.dns else args.discovery, peers=peers,
+                      discovery=",".join(dict.fromkeys(implied + asked)) or "none", peers=peers,
                       dns_name=args.dns, dns_server=args.dns_server, ray_address=args.ray_address,
                       ray_namespace=args.ray_namespace, interface=args.interface,
                       advertise_address=args.advertise_address)

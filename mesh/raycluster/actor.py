@@ -19,6 +19,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from lanai.mesh.security.store import MeshDir, write_private
 from lanai.services.core.privacy import keep_on_premises
 
 log = logging.getLogger(__name__)
@@ -30,13 +31,22 @@ FIXED_FLAGS = ("--host", "0.0.0.0", "--port", "0", "--mesh-port", "0", "--metric
 
 
 def actor_home(base: Path, name: str) -> Path:
-    """The actor's LANAI_HOME: identity of its own, models shared with the machine's cache."""
+    """The actor's LANAI_HOME: identity of its own, models shared with the machine's cache. Where
+    the machine's own home holds the mesh CA (a Kubernetes pod given the CA Secret, as the Helm
+    chart's pods are), the actor starts from a copy and issues itself a certificate, as those
+    pods do; otherwise it joins with --join on its first start on this machine."""
     home = base / "ray" / name
     home.mkdir(parents=True, exist_ok=True)
     (base / "models").mkdir(parents=True, exist_ok=True)
     models = home / "models"
     if not models.exists() and not models.is_symlink():
         models.symlink_to(base / "models", target_is_directory=True)
+    machine, own = MeshDir(base), MeshDir(home)
+    if machine.holds_ca() and not own.exists():
+        own.path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        for source, target in ((machine.policy, own.policy), (machine.ca_key, own.ca_key), (machine.ca_cert, own.ca_cert)):
+            if source.exists():  # the certificate last: a mesh dir "exists" once it is there
+                write_private(target, source.read_bytes())
     return home
 
 

@@ -64,3 +64,37 @@ def test_discovery_backends_combine() -> None:
             MeshConfig(discovery=bad).validate()
     args = build_parser().parse_args(["router", "--discovery", "mdns,ray", "--ray-address", "ray://head:10001"])
     assert (args.discovery, args.ray_address, args.ray_namespace) == ("mdns,ray", "ray://head:10001", "lanai")
+
+
+def test_an_actor_on_a_machine_holding_the_ca_starts_from_a_copy(tmp_path: Path) -> None:
+    """As a Helm pod given the CA Secret: the actor's own mesh dir gets the CA (and policy), once."""
+    from lanai.mesh.security.store import MeshDir
+
+    machine = MeshDir(tmp_path)
+    for path, data in ((machine.ca_cert, b"cert"), (machine.ca_key, b"key"), (machine.policy, b"{}")):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+    own = MeshDir(actor.actor_home(tmp_path, "lanai-vision-0"))
+    assert (own.ca_cert.read_bytes(), own.ca_key.read_bytes(), own.policy.read_bytes()) == (b"cert", b"key", b"{}")
+    assert own.ca_key.stat().st_mode & 0o077 == 0
+    own.ca_cert.write_bytes(b"renewed by the node")
+    actor.actor_home(tmp_path, "lanai-vision-0")  # a restart keeps what the node has made of it
+    assert own.ca_cert.read_bytes() == b"renewed by the node"
+
+
+def test_a_machine_without_the_ca_gives_the_actor_nothing_to_start_from(tmp_path: Path) -> None:
+    from lanai.mesh.security.store import MeshDir
+
+    MeshDir(tmp_path).ca_cert.parent.mkdir(parents=True)
+    MeshDir(tmp_path).ca_cert.write_bytes(b"a member's copy of the CA certificate")
+    assert not MeshDir(actor.actor_home(tmp_path, "lanai-speech-0")).exists()  # it joins with --join
+
+
+@pytest.mark.parametrize(("argv", "backends"), [
+    ([], ("mdns",)), (["--dns", "lanai-nodes"], ("dns",)), (["--peers", "a:1", "--discovery", "none"], ("static",)),
+    (["--dns", "lanai-nodes", "--discovery", "ray"], ("dns", "ray")), (["--discovery", "mdns,ray"], ("mdns", "ray")),
+    (["--discovery", "none"], ())])
+def test_peers_and_dns_replace_mdns_but_keep_ray(argv: list[str], backends: tuple[str, ...]) -> None:
+    from lanai.mesh.cli.serve import config_from_args
+
+    assert config_from_args(build_parser().parse_args(["router", *argv])).mesh.backends == backends
