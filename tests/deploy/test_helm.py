@@ -80,6 +80,10 @@ SCENARIOS: dict[str, tuple[dict[str, Any], str]] = {
         "grafana": {"dashboard": {"enabled": True, "annotations": {"grafana_folder": "lanai"}}},
     }, "monitoring"),
     "insecure-lab": ({"mesh": {"insecure": True}, "doors": {"http": {"enabled": False}}}, "lab"),
+    "kuberay": ({"mesh": {"caSecret": CA_SECRET}, "kuberay": {
+        "enabled": True, "image": {"repository": "registry.example/lanai-ray", "tag": "0.1.0"},
+        "nodes": {"speech": 3, "language": 1}, "memory": "2GiB", "workers": {"resources": '{"lanai": 4}'},
+        "extraArgs": ["--speech-models", "tiny.en"]}}, "ray"),
 }
 
 
@@ -129,6 +133,10 @@ class Rendered:
 def mesh_values(values: dict[str, Any]) -> dict[str, Any]:
     defaults = {"insecure": False, "caSecret": "", "requireKeys": True, "policyConfigMap": ""}
     return {**defaults, **values.get("mesh", {})}
+
+
+def kuberay(values: dict[str, Any]) -> bool:
+    return bool(values.get("kuberay", {}).get("enabled", False))
 
 
 def secure(values: dict[str, Any]) -> bool:
@@ -334,7 +342,9 @@ def test_router_resolves_the_headless_service(rendered: Rendered) -> None:
     domain = rendered.values.get("clusterDomain", "cluster.local")
     fqdn = f"{svc['metadata']['name']}.{svc['metadata']['namespace']}.svc.{domain}"
     port = MESH if secure(rendered.values) else GRPC
-    assert contains_run(args, ["--discovery", "dns", "--dns", f"{fqdn}:{port}"]), args
+    ray = kuberay(rendered.values)
+    assert contains_run(args, ["--discovery", "dns,ray" if ray else "dns", "--dns", f"{fqdn}:{port}"]), args
+    assert ("--ray-address" in args) == ray
     assert "--no-router" not in args
     assert flag(args, "--policy") == rendered.values.get("router", {}).get("policy", "least-loaded")
     if "allow" in rendered.values:
@@ -410,7 +420,8 @@ def test_every_command_line_parses_with_lanai_argparse(rendered: Rendered) -> No
             assert config.wyoming_allow == tuple(a for a in allow.split(",") if a)
         if component == "router":
             assert config.services == ()
-            assert (config.mesh.discovery, config.mesh.router) == ("dns", True)
+            assert (config.mesh.backends, config.mesh.router) == (
+                ("dns", "ray") if kuberay(rendered.values) else ("dns",), True)
             assert config.mesh.dns_name == f"{rendered.headless['metadata']['name']}." \
                 f"{rendered.namespace}.svc.{rendered.values.get('clusterDomain', 'cluster.local')}:" \
                 f"{MESH if secure(rendered.values) else GRPC}"
@@ -425,6 +436,68 @@ def test_the_argparse_check_catches_flag_drift(chart: Any) -> None:
     r = Rendered(chart.render(values, name=RELEASE, namespace="default"), values, "default")
     with pytest.raises(SystemExit):
         build_parser().parse_args(container(r.router)["args"])
+
+
+# --- KubeRay ----------------------------------------------------------------------------------
+
+def ray_address(rendered: Rendered) -> str:
+    domain = rendered.values.get("clusterDomain", "cluster.local")
+    return f"ray://{RELEASE}-lanai-ray-head-svc.{rendered.namespace}.svc.{domain}:10001"
+
+
+def test_kuberay_objects_only_when_enabled(rendered: Rendered) -> None:
+    clusters, jobs = rendered.kind("RayCluster"), rendered.kind("Job")
+    assert (len(clusters), len(jobs)) == ((1, 1) if kuberay(rendered.values) else (0, 0))
+
+
+@pytest.fixture(scope="module")
+def ray_rendered(chart: Any) -> Rendered:
+    values, namespace = SCENARIOS["kuberay"]
+    return Rendered(chart.render(values, name=RELEASE, namespace=namespace), values, namespace)
+
+
+def test_ray_pods_carry_the_mesh_ca_keep_the_dashboard_local_and_send_no_usage_stats(ray_rendered: Rendered) -> None:
+    rendered = ray_rendered
+    (cluster,) = rendered.kind("RayCluster")
+    spec = cluster["spec"]
+    assert cluster["apiVersion"] == "ray.io/v1" and spec["rayVersion"] == "2.60.0"
+    assert spec["headGroupSpec"]["rayStartParams"]["dashboard-host"] == "127.0.0.1"
+    assert spec["headGroupSpec"]["rayStartParams"]["num-cpus"] == "0"  # no lanai node on the head
+    (workers,) = spec["workerGroupSpecs"]
+    assert workers["rayStartParams"] == {"resources": '{"lanai": 4}'} and workers["replicas"] == 2
+    home = "/var/lib/lanai"
+    for template in (spec["headGroupSpec"]["template"], workers["template"]):
+        pod = template["spec"]
+        (c,) = pod["containers"]
+        assert c["image"] == "registry.example/lanai-ray:0.1.0"
+        env = {e["name"]: e.get("value") for e in c["env"]}
+        assert env["RAY_USAGE_STATS_ENABLED"] == "0" and env["LANAI_HOME"] == home
+        mounts = {m["mountPath"]: m["name"] for m in c["volumeMounts"]}
+        volumes = {v["name"]: v for v in pod["volumes"]}
+        assert mounts[f"{home}/ray"] == "ray-homes" and "emptyDir" in volumes["ray-homes"]  # actors' identities
+        assert volumes[mounts["/dev/shm"]]["emptyDir"] == {"medium": "Memory"}
+        assert mounts[f"{home}/mesh"] == "mesh" and volumes["mesh-ca"]["secret"]["secretName"] == CA_SECRET
+        (init,) = pod["initContainers"]
+        assert "/mesh/files/ca.key" in init["command"][-1] and init["image"] == c["image"]
+        assert pod["securityContext"]["runAsNonRoot"] and c["securityContext"]["readOnlyRootFilesystem"]
+
+
+def test_the_ray_up_job_and_its_node_flags_parse_with_lanai_argparse(ray_rendered: Rendered) -> None:
+    rendered = ray_rendered
+    from lanai.mesh.raycluster.actor import machine_config
+
+    (job,) = rendered.kind("Job")
+    (c,) = job["spec"]["template"]["spec"]["containers"]
+    args = build_parser().parse_args(c["args"])
+    assert (args.command, args.action, args.address) == ("ray", "up", ray_address(rendered))
+    assert (args.speech, args.vision, args.language, args.voice) == (3, 0, 1, 0)
+    assert (args.num_cpus, args.memory) == (1.0, "2GiB")
+    node = machine_config(["--services", "speech", *args.node_flags[1:]])
+    assert node.config_of("speech").models == ("tiny.en",) and not node.security.insecure
+    assert node.grace_s == 30 and node.port == 0 and not node.mesh.router
+    assert job["spec"]["template"]["spec"]["restartPolicy"] == "OnFailure"
+    router = build_parser().parse_args(container(rendered.router)["args"])
+    assert router.ray_address == ray_address(rendered)
 
 
 # --- mesh trust -------------------------------------------------------------------------------

@@ -349,3 +349,85 @@ on, node id = pod name.
 - --node-id
 - $(POD_NAME)
 {{- end }}
+
+{{/*
+The KubeRay RayCluster's name, and the Ray Client address of its head Service (KubeRay names it
+<cluster>-head-svc), which `lanai ray up` and the router's ray discovery dial.
+*/}}
+{{- define "lanai.ray.fullname" -}}
+{{- printf "%s-ray" (include "lanai.fullname" .) | trunc 54 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "lanai.ray.address" -}}
+{{- printf "ray://%s-head-svc.%s.svc.%s:10001" (include "lanai.ray.fullname" .) .Release.Namespace (trimSuffix "." .Values.clusterDomain) }}
+{{- end }}
+
+{{/*
+The pod template of a Ray head or worker: the lanai image with Ray, the mesh CA copied in as in
+every lanai pod (actors on a machine holding it issue themselves certificates), writable homes for
+the actors under $LANAI_HOME/ray, /dev/shm for Ray's object store, and Ray's usage statistics off.
+Call with (dict "ctx" $ "name" "ray-head"|"ray-worker" "resources" ... "nodeSelector" ... "tolerations" ...).
+*/}}
+{{- define "lanai.ray.podTemplate" -}}
+{{- $ctx := .ctx -}}
+metadata:
+  labels:
+    {{- include "lanai.labels" $ctx | nindent 4 }}
+    app.kubernetes.io/component: ray
+spec:
+  serviceAccountName: {{ include "lanai.serviceAccountName" $ctx }}
+  automountServiceAccountToken: {{ $ctx.Values.serviceAccount.automount }}
+  {{- with $ctx.Values.imagePullSecrets }}
+  imagePullSecrets:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+  {{- with $ctx.Values.podSecurityContext }}
+  securityContext:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+  {{- with include "lanai.mesh.initContainers" (dict "ctx" $ctx "image" $ctx.Values.kuberay.image) }}
+  {{- . | nindent 2 }}
+  {{- end }}
+  containers:
+    - name: {{ .name }}
+      image: {{ include "lanai.image" (dict "ctx" $ctx "image" $ctx.Values.kuberay.image) | quote }}
+      imagePullPolicy: {{ include "lanai.imagePullPolicy" (dict "ctx" $ctx "image" $ctx.Values.kuberay.image) }}
+      {{- with $ctx.Values.securityContext }}
+      securityContext:
+        {{- toYaml . | nindent 8 }}
+      {{- end }}
+      env:
+        {{- include "lanai.env" $ctx | nindent 8 }}
+        - name: RAY_USAGE_STATS_ENABLED
+          value: "0"
+      {{- with .resources }}
+      resources:
+        {{- toYaml . | nindent 8 }}
+      {{- end }}
+      volumeMounts:
+        - name: tmp
+          mountPath: /tmp
+        - name: ray-homes
+          mountPath: {{ printf "%s/ray" (trimSuffix "/" $ctx.Values.lanaiHome) }}
+        - name: dshm
+          mountPath: /dev/shm
+        {{- if not $ctx.Values.mesh.insecure }}
+        - name: mesh
+          mountPath: {{ printf "%s/mesh" (trimSuffix "/" $ctx.Values.lanaiHome) }}
+          subPath: files
+        {{- end }}
+  {{- include "lanai.volumes" $ctx | nindent 2 }}
+    - name: ray-homes
+      emptyDir: {}
+    - name: dshm
+      emptyDir:
+        medium: Memory
+  {{- with .nodeSelector }}
+  nodeSelector:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+  {{- with .tolerations }}
+  tolerations:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+{{- end }}
