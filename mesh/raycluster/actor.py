@@ -65,6 +65,16 @@ def node_config(name: str, argv: list[str]) -> Any:
     return dataclasses.replace(config, node_id=name, home=actor_home(config.home, name))
 
 
+def ray_node_address(ray: Any, node_id: str) -> str:
+    """The address this Ray node was started with (`ray start --node-ip-address`), which its
+    peers reach it at. Not ray.util.get_node_ip_address(): in a worker that is the address of
+    the route out, which on a machine with several interfaces may be another one."""
+    for node in ray.nodes():
+        if node["NodeID"] == node_id:
+            return str(node["NodeManagerAddress"])
+    return ray.util.get_node_ip_address()  # type: ignore[no-any-return]
+
+
 def join_host(ip: str, port: int) -> str:
     return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
 
@@ -81,8 +91,8 @@ class NodeActor:
         from lanai.mesh.node import Node
 
         self.name = name
-        self.ip = ray.util.get_node_ip_address()  # type: ignore[no-untyped-call]
         self.ray_node = ray.get_runtime_context().get_node_id()
+        self.ip = ray_node_address(ray, self.ray_node)
         config = node_config(name, argv)
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="lanai-node", daemon=True)

@@ -10,7 +10,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from lanai.mesh.raycluster.actor import NodeActor, machine_config
+from lanai.mesh.raycluster.actor import NodeActor, machine_config, ray_node_address
 from lanai.mesh.raycluster.connection import PREFIX
 
 SERVICES = ("speech", "vision", "language", "voice")
@@ -90,7 +90,7 @@ def _prepare(service_argv: list[tuple[str, list[str]]]) -> tuple[str, list[str]]
         for spec, model_engine in wanted:
             resolved = models.resolve(config.home, spec, service, engine=model_engine)
             done.append(f"{resolved.name} ({resolved.source})")
-    return ray.util.get_node_ip_address(), sorted(set(done))  # type: ignore[no-untyped-call]
+    return ray_node_address(ray, ray.get_runtime_context().get_node_id()), sorted(set(done))
 
 
 def prepare_everywhere(ray: Any, service_argv: list[tuple[str, list[str]]],

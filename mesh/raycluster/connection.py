@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 from lanai.services.core.privacy import keep_on_premises
@@ -35,7 +36,7 @@ def connect(address: str, namespace: str = NAMESPACE) -> Any:
     if ray.is_initialized():
         return ray
     problem: BaseException | None = None
-    for _ in range(2):  # once more: Ray's start-up checks can trip over a process ending meanwhile
+    for attempt in range(3):
         try:
             # An address is given, so this never starts a cluster (nor its dashboard) of its own.
             ray.init(address=address or "auto", namespace=namespace, log_to_driver=False,
@@ -47,6 +48,9 @@ def connect(address: str, namespace: str = NAMESPACE) -> Any:
                 ray.shutdown()
             if isinstance(exc, ConnectionError):  # nothing answers: asking again only waits longer
                 break
+            # The head's Ray Client server starts a server process per connection, and one that
+            # starts while the last one is still ending can fail (psutil.ZombieProcess): try again.
+            time.sleep(1.0 + attempt)
     lines = [line.strip() for line in str(problem).splitlines() if line.strip()]
     raise RayUnavailable(f"no Ray cluster at {address or 'auto'} ({lines[-1] if lines else type(problem).__name__}); "
                          "start one with `ray start --head --disable-usage-stats` (docs/ray.md) or pass its "

@@ -1,8 +1,9 @@
 """lanai on a real Ray cluster: a Ray head in one namespace, a Ray worker in another, and the
 router in a third that is no Ray node at all (it reaches the cluster over Ray Client).
 `lanai ray up` places a speech node on each Ray node and they join the router's mesh with an
-invite; the router finds them with --discovery ray and calls them over mutual TLS, keeps serving
-while Ray restarts a killed one, and uses it again at its new address."""
+invite; the router finds them with --discovery mdns,ray (beside a plain node found over mDNS)
+and calls them over mutual TLS, keeps serving while Ray restarts a killed one, and uses it again
+at its new address."""
 
 from __future__ import annotations
 
@@ -29,7 +30,7 @@ from lanai.api.speech.v1 import speech_pb2
 from lanai.mesh.security.store import MeshDir
 
 from .conftest import GRPC_PORT, Mesh, Topology, _kill_netns_processes, child_env, wait_for
-from .test_trust_mesh import SecureClient, lanai_cli, own_home
+from .test_trust_mesh import SecureClient, lanai_cli, member, own_home
 
 pytestmark = pytest.mark.multihost
 RAY = Path(sys.executable).with_name("ray")
@@ -88,12 +89,16 @@ def test_nodes_placed_by_ray_join_the_mesh_and_serve_through_a_ray_discovering_r
     router = mesh.start("r", ["router", "--home", str(router_home), "--host", "0.0.0.0", "--port", str(GRPC_PORT),
                               "--mesh-port", "50052", "--metrics-host", topology.hosts["r"].address, "--metrics-port",
                               "9464", "--node-id", "router", "--grace", "2",
-                              "--discovery", "ray", "--ray-address", ray_cluster.client_address], "router")
+                              "--discovery", "mdns,ray", "--ray-address", ray_cluster.client_address,
+                              "--advertise-address", topology.hosts["r"].address], "router")
     mesh.ready(router)
     key = lanai_cli("mesh", "key", "create", "test", "--home", str(router_home)).strip()
-    # Two uses, two actors: a restart must come back on the identity it stored, not a new join.
-    token = lanai_cli("mesh", "invite", "--home", str(router_home), "--uses", "2", "--address",
+    # Three uses: two actors and a LAN node; a restart must come back on the identity it stored.
+    token = lanai_cli("mesh", "invite", "--home", str(router_home), "--uses", "3", "--address",
                       topology.hosts["r"].address).split("--join ", 1)[1].strip()
+    # A plain `lanai node` beside the Ray head, found over mDNS: one router follows both kinds.
+    lan = mesh.start("a", member(mesh, topology, "a", own_home(tmp_path, "lan-home"), "lan-node", "--services",
+                                 "speech", "--join", token), "lan-node")
 
     ray_home = own_home(tmp_path, "ray-home")  # both Ray nodes' LANAI_HOME (one filesystem here)
     up = ray_cluster.lanai_ray("up", "--speech", "2", "--", "--home", str(ray_home), "--join", token,
@@ -107,16 +112,17 @@ def test_nodes_placed_by_ray_join_the_mesh_and_serve_through_a_ray_discovering_r
     meshes = {info["mesh"] for info in actors.values() if isinstance(info, dict)}
     assert len(meshes) == 1 and "" not in meshes, actors  # both joined one mesh (UP below: the router's)
 
+    mesh.ready(lan)
     client = SecureClient(topology.router_dial, MeshDir(router_home).ca_cert.read_bytes(), key)
     try:
-        for name in actors:
+        for name in [*actors, "lan-node"]:
             client.wait_state(name, mesh_pb2.NODE_STATE_UP, timeout=60)
         nodes = client.nodes()
-        assert {nodes[n].discovered_by for n in actors} == {"ray"}
+        assert {nodes[n].discovered_by for n in actors} == {"ray"} and nodes["lan-node"].discovered_by == "mdns"
         assert {nodes[n].address for n in actors} == {a["member_address"] for a in actors.values()
                                                       if isinstance(a, dict)}
-        served = Counter(f.result().served_by.node_id for f in [transcribe(client, fox_wav) for _ in range(8)])
-        assert served["lanai-speech-0"] > 0 and served["lanai-speech-1"] > 0, served
+        served = Counter(f.result().served_by.node_id for f in [transcribe(client, fox_wav) for _ in range(12)])
+        assert served["lanai-speech-0"] > 0 and served["lanai-speech-1"] > 0 and served["lan-node"] > 0, served
         print(f"\nplaced, joined and serving after {time.monotonic() - started:.1f} s; served: {dict(served)}")
 
         # Kill one actor's process while calls keep coming: the other node serves them all, Ray
@@ -142,15 +148,17 @@ def test_nodes_placed_by_ray_join_the_mesh_and_serve_through_a_ray_discovering_r
             killed_at = time.monotonic()
             os.kill(int(victim["pid"]), signal.SIGKILL)  # type: ignore[call-overload]
 
-            def back() -> dict[str, object] | None:
-                info = ray_cluster.actors().get("lanai-speech-1")
-                return info if isinstance(info, dict) and info["pid"] != victim["pid"] else None
+            def moved() -> mesh_pb2.NodeEntry | None:  # the router's view: no Ray Client call per poll
+                entry = client.nodes().get("lanai-speech-1")
+                return entry if entry is not None and entry.state == mesh_pb2.NODE_STATE_UP and \
+                    entry.address != victim["member_address"] else None
 
-            restarted = wait_for(back, timeout=90, interval=1, what="Ray restarting lanai-speech-1")
-            assert restarted["ip"] == victim["ip"]  # its Ray node still has room for it
-            client.wait_state("lanai-speech-1", mesh_pb2.NODE_STATE_UP, timeout=60)
-            assert client.nodes()["lanai-speech-1"].address == restarted["member_address"]
+            entry = wait_for(moved, timeout=90, interval=0.5, what="the router using lanai-speech-1 again")
             back_after = time.monotonic() - killed_at
+            restarted = ray_cluster.actors()["lanai-speech-1"]
+            assert isinstance(restarted, dict) and restarted["pid"] != victim["pid"]  # Ray restarted it
+            assert restarted["ip"] == victim["ip"]  # its Ray node still has room for it
+            assert entry.address == restarted["member_address"]
             before = answered["lanai-speech-1"]
             wait_for(lambda: answered["lanai-speech-1"] > before, timeout=60,
                      what="calls served by the restarted node")
@@ -160,13 +168,13 @@ def test_nodes_placed_by_ray_join_the_mesh_and_serve_through_a_ray_discovering_r
                 caller.join(90)
         print(f"restarted and routable again {back_after:.1f} s after the kill; answered {dict(answered)}")
         assert failures == [], failures
-        assert answered["lanai-speech-0"] > 0
+        assert answered["lanai-speech-0"] + answered["lan-node"] > 0
 
         down = ray_cluster.lanai_ray("down", timeout=120)
         assert down.returncode == 0 and "stopped 2 node(s)" in down.stdout, f"{down.stdout}\n{down.stderr}"
         assert ray_cluster.actors() == {}
-        wait_for(lambda: not any(n.state == mesh_pb2.NODE_STATE_UP for n in client.nodes().values()), timeout=30,
-                 what="the router dropping the stopped nodes")
+        wait_for(lambda: {n for n, e in client.nodes().items() if e.state == mesh_pb2.NODE_STATE_UP} == {"lan-node"},
+                 timeout=30, what="the router dropping the stopped actors (the LAN node stays)")
     finally:
         client.close()
 
