@@ -36,7 +36,7 @@ def connect(address: str, namespace: str = NAMESPACE) -> Any:
     if ray.is_initialized():
         return ray
     problem: BaseException | None = None
-    for attempt in range(3):
+    for attempt in range(4):
         try:
             # An address is given, so this never starts a cluster (nor its dashboard) of its own.
             ray.init(address=address or "auto", namespace=namespace, log_to_driver=False,
@@ -48,9 +48,11 @@ def connect(address: str, namespace: str = NAMESPACE) -> Any:
                 ray.shutdown()
             if isinstance(exc, ConnectionError):  # nothing answers: asking again only waits longer
                 break
-            # The head's Ray Client server starts a server process per connection, and one that
-            # starts while the last one is still ending can fail (psutil.ZombieProcess): try again.
-            time.sleep(1.0 + attempt)
+            # The head's Ray Client server starts a server process per connection, and that start
+            # sometimes fails (its logs: gRPC's epoll in the new process; psutil.ZombieProcess): a
+            # new connection gets a new one.
+            if attempt < 3:
+                time.sleep(1.0 + attempt)
     lines = [line.strip() for line in str(problem).splitlines() if line.strip()]
     raise RayUnavailable(f"no Ray cluster at {address or 'auto'} ({lines[-1] if lines else type(problem).__name__}); "
                          "start one with `ray start --head --disable-usage-stats` (docs/ray.md) or pass its "
