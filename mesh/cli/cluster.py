@@ -9,6 +9,7 @@ import sys
 import time
 from typing import Any
 
+from lanai.mesh.cli.mesh import print_table
 from lanai.mesh.raycluster import cluster
 from lanai.mesh.raycluster.actor import machine_config
 from lanai.mesh.raycluster.connection import NAMESPACE, RayUnavailable, connect
@@ -161,6 +162,4 @@ def _table(found: dict[str, dict[str, Any] | str]) -> None:
     for name, info in sorted(found.items()):
         rows.append((name, "-", "-", "-", info) if isinstance(info, str) else
                     (name, info["address"], info["ip"], str(info["pid"]), ",".join(info["services"])))
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
-    for row in rows:
-        print("  ".join(c.ljust(w) for c, w in zip(row, widths)) + "  " + row[-1])
+    print_table(rows)

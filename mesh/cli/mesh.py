@@ -177,7 +177,7 @@ def run_key_list(args: argparse.Namespace) -> int:
     rows = [("NAME", "CREATED", "STATE")] + [
         (k.name, _date(k.created), f"revoked {_date(k.revoked)}" if k.revoked else "active")
         for k in sorted(current.keys.values(), key=lambda k: k.created)]
-    _table(rows)
+    print_table(rows)
     return 0
 
 
@@ -209,7 +209,7 @@ def run_ls(args: argparse.Namespace) -> int:
         load = " ".join(f"{s.service}:{s.in_flight}/{s.slots}+{s.queued}q" for s in n.last_load.services) or "-"
         state = mesh_pb2.NodeState.Name(n.state).removeprefix("NODE_STATE_").lower()
         rows.append((n.node_id or "?", state, n.address, n.discovered_by, services, model_names, load, n.state_reason))
-    _table(rows)
+    print_table(rows)
     print(f"\n{len(reply.nodes)} node(s) seen by router {reply.router_id}", file=sys.stderr)
     return 0
 
@@ -220,7 +220,8 @@ async def _list(args: argparse.Namespace) -> mesh_pb2.ListNodesResponse:
             mesh_pb2.ListNodesRequest(service=args.service, include_down=args.all), timeout=10)
 
 
-def _table(rows: Sequence[tuple[str, ...]]) -> None:
+def print_table(rows: Sequence[tuple[str, ...]]) -> None:
+    """Columns padded to their widest cell; the last one is not padded (it may be long)."""
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
     for row in rows:
         print("  ".join(c.ljust(w) for c, w in zip(row, widths)) + "  " + row[-1])

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from lanai.mesh.cli.mesh import print_table
 from lanai.services import models
 from lanai.services.core.errors import LanaiError
 from lanai.services.language.engines import CHOICES, ENGINES, choose, machine_engines
@@ -42,9 +43,7 @@ def run_list(args: argparse.Namespace) -> int:
         size = f"{m.size_bytes / 1e6:.0f} MB" if models.installed(m) else "-"
         default = "yes" if m.default else "opt-in" if m.opt_in else ""
         rows.append((m.name, m.service, default, state, size, m.description))
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
-    for row in rows:
-        print("  ".join(c.ljust(w) for c, w in zip(row, widths)) + "  " + row[-1])
+    print_table(rows)
     print(f"\ncache: {home / 'models'}\n'installed': run `lanai models prepare`; "
           "'not installed': run `lanai models install`")
     return 0

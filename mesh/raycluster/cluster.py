@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lanai.mesh.raycluster.actor import NodeActor, machine_config, ray_node_address
-from lanai.mesh.raycluster.connection import PREFIX
+from lanai.mesh.raycluster.connection import PREFIX, last_line
 
 SERVICES = ("speech", "vision", "language", "voice")
 _NAME = re.compile(rf"^{PREFIX}(?P<service>[a-z]+)-(?P<index>\d+)$")
@@ -140,7 +140,7 @@ def infos(ray: Any, names: Sequence[str], timeout: float) -> dict[str, dict[str,
         except GetTimeoutError:
             result[name] = "starting (loading models, or waiting for a Ray node with the resources asked for)"
         except RayActorError as exc:
-            result[name] = f"failed: {first_line(exc)}"
+            result[name] = f"failed: {last_line(exc)}"
     return result
 
 
@@ -161,8 +161,3 @@ def stop(ray: Any, names: Sequence[str], grace_s: float) -> None:
         pass  # killed below either way
     for handle in handles:
         ray.kill(handle, no_restart=True)
-
-
-def first_line(exc: BaseException) -> str:
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    return lines[-1] if lines else type(exc).__name__

@@ -14,6 +14,12 @@ PREFIX = "lanai-"
 """Every lanai actor's name starts with this; discovery ignores other actors in the namespace."""
 
 
+def last_line(exc: BaseException | None) -> str:
+    """The line of a Ray exception that says what went wrong (Ray puts a traceback above it)."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return lines[-1] if lines else type(exc).__name__
+
+
 class RayUnavailable(RuntimeError):
     """No Ray here (the extra is not installed) or no cluster at the address."""
 
@@ -53,7 +59,6 @@ def connect(address: str, namespace: str = NAMESPACE) -> Any:
             # new connection gets a new one.
             if attempt < 3:
                 time.sleep(1.0 + attempt)
-    lines = [line.strip() for line in str(problem).splitlines() if line.strip()]
-    raise RayUnavailable(f"no Ray cluster at {address or 'auto'} ({lines[-1] if lines else type(problem).__name__}); "
+    raise RayUnavailable(f"no Ray cluster at {address or 'auto'} ({last_line(problem)}); "
                          "start one with `ray start --head --disable-usage-stats` (docs/ray.md) or pass its "
                          "address: ray://HEAD:10001")

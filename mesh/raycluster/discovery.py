@@ -13,7 +13,7 @@ from typing import Any
 
 from lanai.mesh.discovery import Found, Gone
 from lanai.mesh.raycluster.cluster import lanai_actors
-from lanai.mesh.raycluster.connection import NAMESPACE, RayUnavailable, connect
+from lanai.mesh.raycluster.connection import NAMESPACE, connect
 
 log = logging.getLogger(__name__)
 ANSWER_S = 1.0
@@ -44,7 +44,7 @@ class RayDiscovery:
         while True:
             try:
                 current = await loop.run_in_executor(self._executor, self.poll)
-            except (RayUnavailable, ConnectionError, OSError, RuntimeError) as exc:
+            except Exception as exc:  # noqa: BLE001 - whatever Ray raises, discovery must go on following
                 if str(exc) != complained:  # once per distinct problem, not every poll
                     log.warning("ray discovery: %s; keeping the %d node(s) already known, retrying every %.0f s",
                                 exc, len(self._known), self._interval)
